@@ -1,0 +1,164 @@
+"""ZPublisher glue: where a pass starts, and how it ends when it submitted
+promises.
+
+Runs on: the Zope worker thread publishing the request.
+
+A pass that submitted promises ends at ``IPubBeforeCommit`` (the view has
+rendered, nothing is committed yet) in one of two ways:
+
+* **suspend** (served by collective.futures' waitress channel): the
+  transaction is aborted and :class:`SuspendRequest` (a BaseException, so
+  ZPublisher renders no error page for it) travels up through
+  ``publish_module`` and the WSGI middleware to the channel, before
+  ``start_response`` was ever called. The worker thread returns to
+  waitress's pool; the channel runs the promises and re-queues the request.
+* **wait and replay** (any other server, test browsers): the worker waits
+  for the promises (they run concurrently in the side pool), then raises
+  :class:`ReplayRequest`, a ``TransientError``, so ``publish_module``
+  publishes the request again exactly as it does after a ConflictError.
+"""
+
+import logging
+import threading
+
+import transaction
+import zope.event
+from transaction.interfaces import TransientError
+from zope.event import notify
+from ZPublisher.interfaces import IPubBeforeCommit
+from ZPublisher.pubevents import PubBeforeAbort, PubFailure
+
+from .exceptions import ReplayImpossibleError, TooManyPassesError
+from .promises import STATE_KEY, SUSPEND_KEY, RequestFutures
+from .runtime import get_runtime
+
+
+logger = logging.getLogger("collective.futures")
+
+
+class SuspendRequest(BaseException):
+    """Control flow, not an error: this pass is over; run ``state.pending``
+    and publish the request again.
+
+    A BaseException so that ZPublisher's ``except Exception`` handlers (error
+    views, error log) let it through to the server that asked for it.
+    """
+
+    def __init__(self, state):
+        super().__init__(state)
+        self.state = state
+
+
+class ReplayRequest(TransientError):
+    """Control flow, not an error: the promises of this pass have run; let
+    ``publish_module`` retry the request to render the next pass."""
+
+
+def futures_for(request):
+    """The :class:`RequestFutures` of ``request``, created on first use."""
+    environ = request.environ
+    state = environ.get(STATE_KEY)
+    if state is None:
+        state = environ[STATE_KEY] = RequestFutures()
+        # request.retry() (ConflictError, replay) rebuilds the request from
+        # the environ it was given, not from request.environ (a copy): keep
+        # the state there too so the next attempt finds the results.
+        original = getattr(request, "_orig_env", None)
+        if original is not None:
+            original[STATE_KEY] = state
+    return state
+
+
+def pass_started(event):
+    """IPubStart subscriber: a pass (or a retry of one) begins."""
+    if _end_pass not in zope.event.subscribers:
+        # Why zope.event and not a ZCML subscriber: zope.component calls
+        # IPubBeforeCommit subscribers in registration order, and Plone's
+        # plone.transformchain (Diazo, plone.protect) registers first. A pass
+        # that submitted promises is thrown away; ending it before them
+        # spares the theme transform. zope.event.subscribers is the
+        # documented hook list, and zope.component's dispatch is one entry.
+        zope.event.subscribers.insert(0, _end_pass)
+    state = event.request.environ.get(STATE_KEY)
+    if state is not None:
+        state.begin_pass()
+
+
+def _end_pass(event):
+    if not IPubBeforeCommit.providedBy(event):
+        return
+    request = event.request
+    state = request.environ.get(STATE_KEY)
+    if state is None or not state.pending:
+        return
+    runtime = get_runtime()
+    settings = runtime.settings
+    if state.passes >= settings.max_passes:
+        raise TooManyPassesError(
+            f"pass {state.passes} submitted promises "
+            f"({', '.join(sorted(state.pending))}) but max_passes is "
+            f"{settings.max_passes}")
+    if settings.suspend and request.environ.get(SUSPEND_KEY):
+        _log_mode_once("suspend", request)
+        _suspend(request, state)
+    else:
+        _log_mode_once("wait", request)
+        _wait_and_replay(request, state, runtime)
+
+
+def _suspend(request, state):
+    suspension = SuspendRequest(state)
+    exc_info = (SuspendRequest, suspension, None)
+    # Tell subscribers what ZPublisher would tell them for a retried
+    # request: this attempt is aborted and the request will be published
+    # again. (ZPublisher itself will not: it never sees a BaseException.)
+    notify(PubBeforeAbort(request, exc_info, True))
+    transaction.abort()
+    notify(PubFailure(request, exc_info, True))
+    raise suspension
+
+
+def _no_delay():
+    """Replaces HTTPRequest.delay_retry for a replay: that random sleep is
+    meant to spread conflicting writers apart, and a replay is no conflict."""
+
+
+def _wait_and_replay(request, state, runtime):
+    if not request.supports_retry():
+        raise ReplayImpossibleError(
+            f"cannot publish pass {state.passes + 1}: this server cannot "
+            f"suspend requests and Zope's retry budget for this request is "
+            f"used up (request.retry_max_count="
+            f"{getattr(request, 'retry_max_count', '?')}); set "
+            f"max-conflict-retries >= max_passes - 1 in zope.conf")
+    round_ = runtime.start_round(state.take_pending())
+    # Why wait here: nothing else can publish the next pass under this
+    # server. The promises run concurrently in the side pool meanwhile; the
+    # round's own deadline settles it in `timeout`, the grace covers a
+    # stalled deadline thread.
+    if not round_.wait(runtime.settings.timeout + 5.0):
+        round_.expire()
+    state.record(round_.outcomes)
+    request.delay_retry = _no_delay
+    raise ReplayRequest(f"pass {state.passes} renders the results")
+
+
+_logged_modes = set()
+_logged_lock = threading.Lock()
+
+
+def _log_mode_once(mode, request):
+    with _logged_lock:
+        if mode in _logged_modes:
+            return
+        _logged_modes.add(mode)
+    server = request.environ.get("SERVER_SOFTWARE", "an unknown server")
+    if mode == "suspend":
+        logger.info(
+            "futures are served in suspend mode: the worker thread is freed "
+            "while promises run (%s)", server)
+    else:
+        logger.info(
+            "futures are served in wait mode: promises run concurrently while "
+            "the worker thread waits (%s cannot suspend requests, or "
+            "suspend is off)", server)

@@ -1,0 +1,147 @@
+"""A round: the promises one pass submitted, run concurrently outside the
+worker, with one deadline.
+
+Runs on: created and started by the thread that ends a pass (a Zope worker);
+settled by side-pool threads (a promise finished), the deadline thread (time
+is up) or the server's main loop (the client hung up). Whichever settles the
+last promise calls ``on_done`` once, outside the lock.
+"""
+
+import logging
+import threading
+
+from .exceptions import FutureCancelledError, FutureTimeoutError
+from .promises import Outcome
+
+
+logger = logging.getLogger("collective.futures")
+
+
+def _run_promise(promise):
+    # Runs on a side-pool thread. The traceback of a failing promise is
+    # logged here, once, where it ran; the next pass gets the exception.
+    try:
+        return promise()
+    except Exception:
+        logger.exception(
+            "promise %r (%s) raised; result() will raise it in the next pass",
+            promise.key, promise.name)
+        raise
+
+
+class Round:
+    """Runs ``promises`` (key -> Promise) on ``executor``.
+
+    ``schedule(when, callback)`` arranges a call at monotonic time ``when``
+    and returns something with ``cancel()``; ``deadline`` is that time.
+    ``on_done(outcomes)`` receives key -> :class:`Outcome` exactly once.
+    """
+
+    def __init__(self, promises, executor, schedule, deadline, timeout,
+                 on_done=None):
+        self.promises = dict(promises)
+        self.executor = executor
+        self.schedule = schedule
+        self.deadline = deadline
+        self.timeout = timeout
+        self.on_done = on_done
+        self.outcomes = {}
+        self.abandoned = 0
+        # Guards outcomes/_futures/_finished: settled from several threads.
+        self._lock = threading.Lock()
+        self._futures = {}
+        self._finished = False
+        self._done = threading.Event()
+        self._timer = None
+
+    @property
+    def done(self):
+        return self._done.is_set()
+
+    def start(self):
+        """Submit every promise and arm the deadline. Returns self."""
+        self._timer = self.schedule(self.deadline, self.expire)
+        for key, promise in self.promises.items():
+            try:
+                future = self.executor.submit(_run_promise, promise)
+            except Exception as exc:  # executor shut down or refusing work
+                self._settle(key, Outcome(error=exc))
+                continue
+            with self._lock:
+                if self._finished:
+                    future.cancel()
+                    continue
+                self._futures[key] = future
+            future.add_done_callback(
+                lambda f, key=key: self._future_done(key, f))
+        if not self.promises:
+            self._finish()
+        return self
+
+    def _future_done(self, key, future):
+        if future.cancelled():
+            return  # settled by whoever cancelled it
+        error = future.exception()
+        outcome = Outcome(error=error) if error is not None else Outcome(
+            value=future.result())
+        self._settle(key, outcome)
+
+    def _settle(self, key, outcome):
+        with self._lock:
+            if self._finished or key in self.outcomes:
+                return
+            self.outcomes[key] = outcome
+            complete = len(self.outcomes) == len(self.promises)
+        if complete:
+            self._finish()
+
+    def _settle_rest(self, make_error):
+        """Settle every unsettled promise with an error; cancel its work."""
+        with self._lock:
+            if self._finished:
+                return
+            for key in self.promises:
+                if key in self.outcomes:
+                    continue
+                self.outcomes[key] = Outcome(error=make_error(key))
+                future = self._futures.get(key)
+                if (future is not None and not future.cancel()
+                        and not future.done()):
+                    # Running in a thread: it cannot be interrupted. It keeps
+                    # its pool thread until it returns; its result is ignored.
+                    self.abandoned += 1
+        self._finish()
+
+    def expire(self):
+        """The deadline passed: unfinished promises time out."""
+        self._settle_rest(lambda key: FutureTimeoutError(
+            f"promise {key!r} did not finish within {self.timeout:g} s"))
+
+    def cancel(self, reason="cancelled"):
+        """Drop the round now (client gone, server stopping)."""
+        self._settle_rest(
+            lambda key: FutureCancelledError(f"promise {key!r}: {reason}"))
+
+    def _finish(self):
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            outcomes = dict(self.outcomes)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.abandoned:
+            logger.warning(
+                "%d promise(s) still running past their deadline were "
+                "abandoned: %s", self.abandoned,
+                ", ".join(k for k, f in self._futures.items() if f.running()))
+        self._done.set()
+        if self.on_done is not None:
+            try:
+                self.on_done(outcomes)
+            except Exception:
+                logger.exception("round completion callback failed")
+
+    def wait(self, timeout):
+        """Block until done, at most ``timeout`` seconds; True when done."""
+        return self._done.wait(timeout)

@@ -1,0 +1,50 @@
+"""waitress glue: serve suspendable requests.
+
+:func:`install` makes every waitress server created afterwards in this
+process use :class:`~.channel.FuturesChannel`. Zope's ``runwsgi`` loads the
+application (and so Zope's startup, where this is called) before it creates
+the server, which is why the stock ``zope.ini`` needs no change.
+"""
+
+import logging
+
+from . import internals
+
+
+logger = logging.getLogger("collective.futures")
+
+
+def install():
+    """Use FuturesChannel for waitress servers created from now on.
+
+    Returns True when installed (or already installed); False, with a
+    warning logged, when this waitress is not one the glue supports or
+    another package already replaced the channel class.
+    """
+    from .channel import FuturesChannel
+
+    server_class = internals.BaseWSGIServer
+    current = server_class.channel_class
+    if current is FuturesChannel:
+        return True
+    problems = internals.check()
+    if current is not internals.HTTPChannel:
+        problems.append(
+            f"waitress's channel class is already replaced by "
+            f"{current.__module__}.{current.__qualname__}")
+    if problems:
+        logger.warning(
+            "collective.futures cannot suspend requests under this waitress "
+            "(%s); futures will wait in the worker thread instead",
+            "; ".join(problems))
+        return False
+    # A patch, because waitress offers channel_class only as a class
+    # attribute and runwsgi creates the server after the app is loaded,
+    # with no hook in between. One attribute, set once.
+    server_class.channel_class = FuturesChannel
+    return True
+
+
+def uninstall():
+    """Undo :func:`install` (for tests and embedding)."""
+    internals.BaseWSGIServer.channel_class = internals.HTTPChannel

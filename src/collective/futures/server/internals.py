@@ -1,0 +1,77 @@
+"""Every waitress internal collective.futures relies on, in one place.
+
+waitress documents ``channel_class`` and ``task_class`` as extension points
+but not the behaviour below; it is the same from waitress 2.0.0 to 3.0.x.
+:func:`check` verifies what can be verified at startup, and
+``tests/test_waitress_internals.py`` exercises the behaviour, so a waitress
+release that moves any of it fails loudly instead of hanging requests.
+
+1. ``waitress.server.BaseWSGIServer.channel_class`` is read at accept time,
+   so setting it before the server accepts changes every new connection.
+2. ``HTTPChannel.task_class`` builds the task for a parsed request;
+   ``WSGITask.get_environment()`` builds (and caches on ``task.environ``) the
+   WSGI environ, from the parsed request, for each task.
+3. ``HTTPChannel.service()`` runs ``requests[0]``; only after the task
+   returns or raises an ``Exception`` does it pop and ``close()`` that
+   request. A BaseException raised by the application leaves
+   ``requests[0]`` in place, unclosed, with nothing written.
+4. While ``requests`` is not empty, ``readable()`` is False (with
+   ``channel_request_lookahead = 0``); ``handle_read()`` sets
+   ``connected = False`` when the client hangs up; ``service()`` answers a
+   request whose channel is no longer connected by closing it.
+5. ``server.add_task(channel)`` queues ``channel.service()`` for a worker
+   thread and may be called from any thread; ``server.pull_trigger()``
+   wakes the main loop.
+6. The parsed request's body stream (``get_body_stream()``) is seekable and
+   stays open until the request is closed.
+"""
+
+import waitress
+import waitress.channel
+import waitress.server
+import waitress.task
+
+
+try:  # Python 3.8+: the installed distribution's version
+    from importlib.metadata import version as _dist_version
+    WAITRESS_VERSION = _dist_version("waitress")
+except Exception:  # pragma: no cover - metadata missing in odd installs
+    WAITRESS_VERSION = "unknown"
+
+SUPPORTED = ((2, 0), (4, 0))
+
+HTTPChannel = waitress.channel.HTTPChannel
+WSGITask = waitress.task.WSGITask
+BaseWSGIServer = waitress.server.BaseWSGIServer
+
+_REQUIRED = (
+    (HTTPChannel, ("service", "readable", "handle_read", "handle_close",
+                   "task_class", "received")),
+    (WSGITask, ("get_environment", "execute", "service")),
+    (BaseWSGIServer, ("channel_class", "add_task", "pull_trigger")),
+)
+
+
+def _version_tuple(text):
+    parts = []
+    for part in text.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def check():
+    """Return a list of problems (empty when this waitress is usable)."""
+    problems = []
+    if WAITRESS_VERSION != "unknown":
+        found = _version_tuple(WAITRESS_VERSION)
+        low, high = SUPPORTED
+        if not low <= found < high:
+            problems.append(
+                f"waitress {WAITRESS_VERSION} is outside the supported range "
+                f">= {low[0]}.{low[1]}, < {high[0]}")
+    for cls, names in _REQUIRED:
+        for name in names:
+            if not hasattr(cls, name):
+                problems.append(f"{cls.__module__}.{cls.__name__}.{name} is missing")
+    return problems

@@ -1,0 +1,26 @@
+"""The task that publishes one pass of a request.
+
+Runs on: a waitress worker thread.
+"""
+
+from ..promises import STATE_KEY, SUSPEND_KEY
+from .internals import WSGITask
+
+
+class FuturesTask(WSGITask):
+    """A WSGITask whose environ says "this server can suspend" and, from the
+    second pass on, carries the request's futures and a rewound body."""
+
+    def get_environment(self):
+        if self.environ is not None:
+            return self.environ
+        environ = super().get_environment()
+        environ[SUSPEND_KEY] = "waitress"
+        state = self.channel.resumed_state
+        if state is not None:
+            self.channel.resumed_state = None
+            environ[STATE_KEY] = state
+            # Pass 1 read the body; waitress keeps it (seekable) until the
+            # request is closed, so the next pass reads it again from 0.
+            environ["wsgi.input"].seek(0)
+        return environ

@@ -1,0 +1,40 @@
+"""Zope startup: read ``<product-config collective.futures>``, build the
+runtime, enable suspension under waitress, and say which mode is active.
+
+Runs on: the main thread, once, while Zope starts (``IProcessStarting``),
+before ``runwsgi`` creates the waitress server.
+"""
+
+import logging
+
+from App.config import getConfiguration
+
+from . import runtime, server
+from .settings import Settings
+
+
+logger = logging.getLogger("collective.futures")
+
+
+def product_config():
+    """The raw ``<product-config collective.futures>`` mapping (or {})."""
+    config = getattr(getConfiguration(), "product_config", None) or {}
+    return config.get("collective.futures") or {}
+
+
+def process_starting(event):
+    """IProcessStarting subscriber. A bad option stops startup with a
+    ConfigurationError naming it."""
+    settings = Settings.from_mapping(product_config())
+    runtime.configure(settings)
+    if settings.suspend and server.install():
+        mode = ("suspend mode under waitress %s (the worker thread is freed "
+                "while promises run); wait mode under other servers"
+                % server.internals.WAITRESS_VERSION)
+    else:
+        mode = ("wait mode (promises run concurrently while the worker "
+                "thread waits)")
+    logger.info(
+        "collective.futures ready: %s; max_workers=%d timeout=%gs "
+        "max_passes=%d", mode, settings.max_workers, settings.timeout,
+        settings.max_passes)

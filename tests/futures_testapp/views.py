@@ -1,0 +1,205 @@
+import json
+import threading
+import time
+
+import transaction
+from ZODB.POSException import ConflictError
+
+from collective import futures
+
+
+_lock = threading.Lock()
+COUNTERS = {}
+
+
+def bump(name, by=1):
+    with _lock:
+        COUNTERS[name] = COUNTERS.get(name, 0) + by
+        return COUNTERS[name]
+
+
+def slow_value(delay, label, counter=None):
+    """A promise: sleeps like a slow upstream, then returns plain data."""
+    if counter:
+        bump(counter + ".started")
+    time.sleep(delay)
+    if counter:
+        bump(counter + ".finished")
+    return f"{label} after {delay:g}s"
+
+
+def failing(message):
+    raise ValueError(message)
+
+
+class View:
+    def __init__(self, context, request):
+        self.context = context
+        self.request = request
+
+    def number(self, name, default):
+        return float(self.request.form.get(name, default))
+
+
+class Plain(View):
+    def __call__(self):
+        return "plain page"
+
+
+class Counters(View):
+    def __call__(self):
+        self.request.response.setHeader("Content-Type", "application/json")
+        with _lock:
+            return json.dumps(COUNTERS)
+
+
+class SlowFutures(View):
+    def __call__(self):
+        delay = self.number("delay", 1)
+        bump("slow-futures.passes")
+        value = futures.resultOrSubmit(
+            "slow", "PLACEHOLDER", slow_value, delay, "slow",
+            self.request.form.get("counter"))
+        return f"futures: {value}"
+
+
+class SlowBlocking(View):
+    def __call__(self):
+        delay = self.number("delay", 1)
+        return f"blocking: {slow_value(delay, 'slow')}"
+
+
+class Parallel(View):
+    """Submits n promises in one pass; they must run concurrently."""
+
+    def __call__(self):
+        n = int(self.number("n", 3))
+        delay = self.number("delay", 1)
+        counter = self.request.form.get("counter")
+        values = [
+            futures.resultOrSubmit(
+                f"p{i}", None, slow_value, delay, f"p{i}", counter)
+            for i in range(n)
+        ]
+        if None in values:
+            return "PLACEHOLDER"
+        return "parallel: " + ", ".join(values)
+
+
+class Echo(View):
+    """Pass 2 shows what it received: method, path, body digest, form."""
+
+    def __call__(self):
+        value = futures.resultOrSubmit("echo", "PLACEHOLDER", slow_value,
+                                       self.number("delay", 0.2), "echo")
+        request = self.request
+        body = request.get("BODY") or b""
+        upload = request.form.get("upload")
+        data = {
+            "value": value,
+            "method": request.method,
+            "path": request.get("PATH_INFO"),
+            "url": request.get("ACTUAL_URL"),
+            "form": {k: v for k, v in request.form.items() if isinstance(v, str)},
+            "body_len": len(body),
+        }
+        if upload is not None:
+            content = upload.read()
+            data["upload_len"] = len(content)
+            data["upload_name"] = upload.filename
+            import hashlib
+            data["upload_sha256"] = hashlib.sha256(content).hexdigest()
+        request.response.setHeader("Content-Type", "application/json")
+        return json.dumps(data)
+
+
+class WriteThenFutures(View):
+    """Writes to the ZODB in every pass: pass 1's write must be aborted."""
+
+    def __call__(self):
+        app = self.context.getPhysicalRoot()
+        log = list(getattr(app, "futures_writes", ()))
+        value = futures.resultOrSubmit("w", None, slow_value, 0.1, "w")
+        log.append("pass 2" if value is not None else "pass 1")
+        app.futures_writes = log
+        return json.dumps(log)
+
+
+class Conflict(View):
+    """Pass 2 raises ConflictError once; Zope retries pass 2 only."""
+
+    def __call__(self):
+        token = self.request.form["token"]
+        value = futures.resultOrSubmit(
+            "c", None, slow_value, 0.1, "c", "conflict-" + token)
+        if value is None:
+            return "PLACEHOLDER"
+        if bump("conflict-" + token + ".renders") == 1:
+            raise ConflictError("provoked once in pass 2")
+        return "after conflict: " + value
+
+
+class ErrorPromise(View):
+    def __call__(self):
+        try:
+            return "value: " + futures.resultOrSubmit(
+                "boom", "PLACEHOLDER", failing, "the promise failed")
+        except ValueError as exc:
+            return f"promise raised ValueError: {exc}"
+
+
+class UncaughtError(View):
+    def __call__(self):
+        return futures.resultOrSubmit("boom", "PLACEHOLDER", failing, "uncaught")
+
+
+class Timeout(View):
+    def __call__(self):
+        try:
+            return futures.resultOrSubmit(
+                "hang", "PLACEHOLDER", slow_value, self.number("delay", 30),
+                "hang")
+        except futures.FutureTimeoutError as exc:
+            return f"timed out: {exc}"
+
+
+class Dependent(View):
+    """Each pass submits the next lookup, using the previous result."""
+
+    def __call__(self):
+        depth = int(self.number("depth", 2))
+        previous = "start"
+        for i in range(depth):
+            value = futures.result(f"d{i}", default=None)
+            if value is None:
+                futures.submit(f"d{i}", slow_value, 0.05, f"{previous}>d{i}")
+                return "PLACEHOLDER"
+            previous = value
+        return "dependent: " + previous
+
+
+class BadInput(View):
+    def __call__(self):
+        case = self.request.form["case"]
+        try:
+            if case == "fn":
+                futures.submit("k", "not callable")
+            elif case == "key":
+                futures.submit(42, slow_value, 0, "x")
+            elif case == "resolved":
+                value = futures.resultOrSubmit("r", None, slow_value, 0, "r")
+                if value is None:
+                    return "PLACEHOLDER"
+                futures.submit("r", slow_value, 0, "again")
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return "no error"
+
+
+class CancelAll(View):
+    """Submits then cancels: the pass is published as it is."""
+
+    def __call__(self):
+        futures.submit("x", slow_value, 5, "x")
+        cancelled = futures.cancel("x")
+        return f"cancelled={cancelled}"

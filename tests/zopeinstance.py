@@ -1,0 +1,218 @@
+"""A real Zope instance, served by real waitress (``runwsgi``), in a
+subprocess on an ephemeral port: the functional tests' server.
+
+The instance is laid out like one made by ``mkwsgiinstance``: etc/zope.conf,
+etc/zope.ini with Zope's stock pipeline (httpexceptions, translogger, zope),
+etc/site.zcml, var/Data.fs (FileStorage).
+"""
+
+import http.client
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+
+HERE = pathlib.Path(__file__).resolve().parent
+BIN = pathlib.Path(sys.executable).parent
+
+ZOPE_CONF = """\
+%define INSTANCE {home}
+instancehome $INSTANCE
+debug-mode off
+<zodb_db main>
+  <filestorage>
+    path $INSTANCE/var/Data.fs
+  </filestorage>
+  mount-point /
+</zodb_db>
+{product_config}
+"""
+
+ZOPE_INI = """\
+[app:zope]
+use = egg:Zope#main
+zope_conf = %(here)s/zope.conf
+
+[server:main]
+use = egg:waitress#main
+listen = 127.0.0.1:0
+threads = {threads}
+{server_extra}
+
+[filter:translogger]
+use = egg:Paste#translogger
+setup_console_handler = False
+
+[pipeline:main]
+pipeline =
+    egg:Zope#httpexceptions
+    translogger
+    zope
+
+[loggers]
+keys = root, waitress, wsgi
+
+[handlers]
+keys = console, accesslog
+
+[formatters]
+keys = generic, message
+
+[formatter_generic]
+format = %(asctime)s %(levelname)s [%(name)s][%(threadName)s] %(message)s
+
+[formatter_message]
+format = %(message)s
+
+[logger_root]
+level = INFO
+handlers = console
+
+[logger_waitress]
+level = INFO
+handlers =
+qualname = waitress
+
+[logger_wsgi]
+level = INFO
+handlers = accesslog
+qualname = wsgi
+propagate = 0
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[handler_accesslog]
+class = FileHandler
+args = (r'{home}/var/access.log', 'a')
+level = INFO
+formatter = message
+"""
+
+SITE_ZCML = """\
+<configure xmlns="http://namespaces.zope.org/zope">
+  <include package="Zope2.App" />
+{includes}
+</configure>
+"""
+
+
+class ZopeInstance:
+    """Create, start and stop one Zope instance under ``home``."""
+
+    def __init__(self, home, threads=2, product_config=None, futures=True,
+                 server_extra="", command=None):
+        self.home = pathlib.Path(home)
+        self.threads = threads
+        self.product_config = product_config or {}
+        self.futures = futures
+        self.server_extra = server_extra
+        self.command = command
+        self.process = None
+        self.port = None
+
+    # layout
+
+    def create(self):
+        for sub in ("etc", "var", "var/cache"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+        product_config = ""
+        if self.product_config:
+            lines = "".join(f"  {k} {v}\n" for k, v in self.product_config.items())
+            product_config = (
+                f"<product-config collective.futures>\n{lines}</product-config>")
+        (self.home / "etc/zope.conf").write_text(ZOPE_CONF.format(
+            home=self.home, product_config=product_config))
+        (self.home / "etc/zope.ini").write_text(ZOPE_INI.format(
+            home=self.home, threads=self.threads, server_extra=self.server_extra))
+        includes = ['  <include package="futures_testapp" />']
+        if self.futures:
+            includes.insert(0, '  <include package="collective.futures" />')
+        (self.home / "etc/site.zcml").write_text(
+            SITE_ZCML.format(includes="\n".join(includes)))
+        return self
+
+    # process
+
+    @property
+    def stderr_path(self):
+        return self.home / "var/stderr.log"
+
+    def start(self, timeout=90):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(HERE)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["PYTHONUNBUFFERED"] = "1"
+        command = self.command or [str(BIN / "runwsgi"), str(self.home / "etc/zope.ini")]
+        self.stderr_file = open(self.stderr_path, "ab")
+        self.process = subprocess.Popen(
+            command, cwd=self.home, env=env, stdin=subprocess.DEVNULL,
+            stdout=self.stderr_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        pattern = re.compile(r"Serving on http://127\.0\.0\.1:(\d+)")
+        while time.monotonic() < deadline:
+            match = pattern.search(self.log())
+            if match:
+                self.port = int(match.group(1))
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"Zope exited with {self.process.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"Zope did not start within {timeout}s:\n{self.log()}")
+
+    def log(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def access_log(self):
+        path = self.home / "var/access.log"
+        return path.read_text() if path.exists() else ""
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Stop the process; returns its exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.stderr_file.close()
+        return self.process.returncode
+
+    # client
+
+    @property
+    def address(self):
+        return ("127.0.0.1", self.port)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(self, path, method="GET", body=None, headers=None, timeout=30):
+        """One request on a fresh connection: (status, headers, body bytes)."""
+        connection = http.client.HTTPConnection(*self.address, timeout=timeout)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def get(self, path, **kw):
+        status, headers, body = self.request(path, **kw)
+        return status, body.decode("utf-8", "replace")
