@@ -156,7 +156,9 @@ class ZopeInstance:
             command, cwd=self.home, env=env, stdin=subprocess.DEVNULL,
             stdout=self.stderr_file, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        pattern = re.compile(r"Serving on http://127\.0\.0\.1:(\d+)")
+        # waitress says "Serving on", gunicorn "Listening at:".
+        pattern = re.compile(
+            r"(?:Serving on|Listening at:) http://127\.0\.0\.1:(\d+)")
         while time.monotonic() < deadline:
             match = pattern.search(self.log())
             if match:

@@ -83,6 +83,8 @@ class Parallel(View):
         ]
         if None in values:
             return "PLACEHOLDER"
+        if counter:
+            bump(counter + ".renders")
         return "parallel: " + ", ".join(values)
 
 
@@ -93,7 +95,6 @@ class Echo(View):
         value = futures.resultOrSubmit("echo", "PLACEHOLDER", slow_value,
                                        self.number("delay", 0.2), "echo")
         request = self.request
-        body = request.get("BODY") or b""
         upload = request.form.get("upload")
         data = {
             "value": value,
@@ -101,7 +102,7 @@ class Echo(View):
             "path": request.get("PATH_INFO"),
             "url": request.get("ACTUAL_URL"),
             "form": {k: v for k, v in request.form.items() if isinstance(v, str)},
-            "body_len": len(body),
+            "content_length": request.get("CONTENT_LENGTH"),
         }
         if upload is not None:
             content = upload.read()

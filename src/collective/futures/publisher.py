@@ -19,6 +19,7 @@ rendered, nothing is committed yet) in one of two ways:
 """
 
 import logging
+import tempfile
 import threading
 
 import transaction
@@ -79,9 +80,36 @@ def pass_started(event):
         # spares the theme transform. zope.event.subscribers is the
         # documented hook list, and zope.component's dispatch is one entry.
         zope.event.subscribers.insert(0, _end_pass)
-    state = event.request.environ.get(STATE_KEY)
+    request = event.request
+    if not request.environ.get(SUSPEND_KEY):
+        _make_body_replayable(request)
+    state = request.environ.get(STATE_KEY)
     if state is not None:
         state.begin_pass()
+
+
+def _make_body_replayable(request, chunk=1 << 16):
+    """Wait mode replays through ``request.retry()``, which rewinds
+    ``request.stdin``; some servers (gunicorn) hand over a body that cannot
+    seek. Copy such a body, before Zope reads it, into a spooled file
+    (memory up to 1 MiB, then a temporary file). Zope's own ConflictError
+    retries need this too."""
+    stdin = request.stdin
+    seekable = getattr(stdin, "seekable", None)
+    if stdin is None or (seekable is not None and seekable()):
+        return
+    length = request.environ.get("CONTENT_LENGTH")
+    remaining = int(length) if length and length.isdigit() else None
+    copy = tempfile.SpooledTemporaryFile(max_size=1 << 20)
+    while remaining is None or remaining > 0:
+        data = stdin.read(chunk if remaining is None else min(chunk, remaining))
+        if not data:
+            break
+        copy.write(data)
+        if remaining is not None:
+            remaining -= len(data)
+    copy.seek(0)
+    request.stdin = copy
 
 
 def _end_pass(event):

@@ -1,0 +1,28 @@
+import faulthandler
+import sys
+
+import pytest
+
+
+# A hang anywhere dumps every thread's stack instead of stalling CI.
+faulthandler.enable(file=sys.stderr, all_threads=True)
+
+
+class FakeRequest:
+    """Just what the API needs of a Zope request: an environ, plus the
+    ``_orig_env`` that ZPublisher's HTTPRequest keeps for retries."""
+
+    def __init__(self):
+        self._orig_env = {"SERVER_SOFTWARE": "test"}
+        self.environ = dict(self._orig_env)
+
+
+@pytest.fixture
+def request_():
+    """A fake request set as the global request for the test."""
+    from zope.globalrequest import clearRequest, setRequest
+
+    request = FakeRequest()
+    setRequest(request)
+    yield request
+    clearRequest()

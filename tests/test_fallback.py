@@ -1,0 +1,106 @@
+"""Wait mode: servers and test browsers that cannot suspend a request still
+get correct pages (promises run concurrently while the worker waits), and a
+placeholder never reaches the client."""
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from zopeinstance import BIN, HERE, ZopeInstance
+
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture
+def make_zope(tmp_path):
+    started = []
+
+    def make(**kw):
+        instance = ZopeInstance(tmp_path / f"zope{len(started)}", **kw).create()
+        started.append(instance)
+        return instance
+
+    yield make
+    for instance in started:
+        instance.stop()
+
+
+def check_wait_mode_pages(zope):
+    start = time.monotonic()
+    assert zope.get("/@@parallel?n=3&delay=1") == (
+        200, "parallel: p0 after 1s, p1 after 1s, p2 after 1s")
+    assert time.monotonic() - start < 2.5  # concurrent, not 3 s
+    assert zope.get("/@@dependent?depth=2") == (
+        200, "dependent: start>d0 after 0.05s>d1 after 0.05s")
+    assert zope.get("/@@error-promise") == (
+        200, "promise raised ValueError: the promise failed")
+    token = "conflict-wait-" + str(time.monotonic_ns())
+    assert zope.get(f"/@@conflict?token={token}")[0] == 200
+    seen = json.loads(zope.get("/@@counters")[1])
+    assert seen[f"conflict-{token}.started"] == 1
+
+
+def test_waitress_with_suspend_off(make_zope):
+    zope = make_zope(product_config={"suspend": "off"}).start()
+    check_wait_mode_pages(zope)
+    assert "collective.futures ready: wait mode" in zope.log()
+    assert "futures are served in wait mode" in zope.log()
+
+
+def test_gunicorn(make_zope, tmp_path):
+    gunicorn = BIN / "gunicorn"
+    if not gunicorn.exists():
+        pytest.fail("gunicorn is not installed: install the package's test extra")
+    zope = make_zope(command=[
+        str(gunicorn), "--paste", str(tmp_path / "zope0/etc/zope.ini"),
+        "--bind", "127.0.0.1:0", "--workers", "1", "--threads", "2",
+        "--worker-class", "gthread", "--timeout", "60", "--no-control-socket"])
+    zope.start()
+    check_wait_mode_pages(zope)
+    # A POST body (gunicorn's cannot seek) is replayed intact.
+    status, _, body = zope.request(
+        "/@@echo", method="POST", body=b"a=1&b=2",
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert (status, json.loads(body)["form"]) == (200, {"a": "1", "b": "2"})
+    assert "futures are served in wait mode" in zope.log()
+    assert "gunicorn" in zope.log()
+
+
+def test_wait_mode_without_retry_budget_is_a_clear_error(make_zope):
+    """Wait mode replays through Zope's retry loop; when its budget is
+    spent, the request fails clearly instead of serving a placeholder."""
+    zope = make_zope(product_config={"suspend": "off"})
+    conf = zope.home / "etc/zope.conf"
+    conf.write_text(conf.read_text() + "max-conflict-retries 1\n")
+    zope.start()
+    assert zope.get("/@@slow-futures?delay=0.1") == (200, "futures: slow after 0.1s")
+    status, body = zope.get("/@@dependent?depth=2")
+    assert status == 500
+    assert "PLACEHOLDER" not in body
+    assert "ReplayImpossibleError: cannot publish pass 3" in zope.log()
+
+
+def test_webtest_and_zope_testbrowser(tmp_path):
+    zope = ZopeInstance(tmp_path / "zope").create()
+    env_path = str(HERE)
+    result = subprocess.run(
+        [sys.executable, str(HERE / "wsgi_clients.py"), str(zope.home)],
+        capture_output=True, text=True, timeout=120, cwd=zope.home,
+        env={"PYTHONPATH": env_path, "PATH": str(BIN)})
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)
+    status, text, took = results["webtest_parallel"]
+    assert (status, text) == (200, "parallel: p0 after 1s, p1 after 1s, p2 after 1s")
+    assert took < 2.5
+    assert results["webtest_post"] == [200, {"a": "1"}]
+    assert results["webtest_dependent"] == [
+        200, "dependent: start>d0 after 0.05s>d1 after 0.05s"]
+    assert results["testbrowser_slow"] == ["200 OK", "futures: slow after 0.2s"]
+    assert results["testbrowser_error_promise"] == [
+        "200 OK", "promise raised ValueError: the promise failed"]

@@ -1,0 +1,99 @@
+"""Deadlines, hang-ups, stopping, configuration errors: each with its own
+small Zope instance (real waitress, real sockets)."""
+
+import concurrent.futures
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+import rawhttp
+from zopeinstance import ZopeInstance
+
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture
+def make_zope(tmp_path):
+    started = []
+
+    def make(**kw):
+        instance = ZopeInstance(tmp_path / f"zope{len(started)}", **kw).create()
+        started.append(instance)
+        return instance
+
+    yield make
+    for instance in started:
+        instance.stop()
+
+
+def test_a_promise_past_its_timeout_raises_in_pass_two(make_zope):
+    zope = make_zope(product_config={"timeout": "1", "max_workers": "2"}).start()
+    start = time.monotonic()
+    status, body = zope.get("/@@timeout?delay=3")
+    took = time.monotonic() - start
+    assert status == 200
+    assert body == "timed out: promise 'hang' did not finish within 1 s"
+    assert 0.9 < took < 2.5, took
+    # The abandoned promise was logged, and the server goes on serving.
+    assert "abandoned: hang" in zope.log()
+    assert zope.get("/@@plain") == (200, "plain page")
+    assert zope.get("/@@slow-futures?delay=0.1") == (200, "futures: slow after 0.1s")
+
+
+def test_a_client_that_hangs_up_while_suspended_is_noticed(make_zope):
+    """Promises not yet started are skipped and pass 2 is never rendered."""
+    zope = make_zope(product_config={"max_workers": "2"}).start()
+    conn = rawhttp.Connection(zope.address)
+    conn.send(rawhttp.get("/@@parallel?n=6&delay=1&counter=gone"))
+    time.sleep(0.4)
+    conn.close()
+    time.sleep(2.0)  # the two started promises finish; the rest never start
+    seen = json.loads(zope.get("/@@counters")[1])
+    assert seen["gone.started"] == 2, seen
+    assert "gone.renders" not in seen
+    # Both pool threads are free again: a full round still works.
+    assert zope.get("/@@parallel?n=2&delay=0.1&counter=after")[0] == 200
+    assert json.loads(zope.get("/@@counters")[1])["after.renders"] == 1
+
+
+def read_until_closed(address, path, timeout):
+    with rawhttp.Connection(address, timeout=timeout) as conn:
+        conn.send(rawhttp.get(path))
+        try:
+            return conn.read_response()[0]
+        except (ConnectionError, OSError):
+            return "closed"
+
+
+def test_stopping_the_server_closes_suspended_requests_cleanly(make_zope):
+    zope = make_zope().start()
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        clients = [pool.submit(read_until_closed, zope.address,
+                               "/@@slow-futures?delay=60", 30) for _ in range(5)]
+        time.sleep(0.5)
+        assert not any(c.done() for c in clients)
+        start = time.monotonic()
+        code = zope.stop(signal.SIGTERM, timeout=15)
+        stopped = time.monotonic() - start
+        outcomes = [c.result(timeout=15) for c in clients]
+    assert stopped < 10, stopped
+    assert code is not None
+    # Nobody hangs: every client sees its connection closed.
+    assert outcomes == ["closed"] * 5
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"max_wrokers": "8"}, "unknown key 'max_wrokers'"),
+    ({"timeout": "-1"}, "bad value '-1' for 'timeout'"),
+    ({"max_passes": "one"}, "bad value 'one' for 'max_passes'"),
+])
+def test_bad_configuration_stops_startup_naming_the_key(make_zope, config, message):
+    zope = make_zope(product_config=config)
+    with pytest.raises(RuntimeError, match="Zope exited") as info:
+        zope.start(timeout=60)
+    assert "ConfigurationError" in str(info.value)
+    assert message in str(info.value)
