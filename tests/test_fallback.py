@@ -3,15 +3,13 @@ get correct pages (promises run concurrently while the worker waits), and a
 placeholder never reaches the client."""
 
 import json
-import pathlib
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
-from zopeinstance import BIN, HERE, ZopeInstance
+from zopeinstance import GUNICORN, HERE, ZopeInstance, subprocess_env
 
 
 pytestmark = pytest.mark.functional
@@ -54,11 +52,8 @@ def test_waitress_with_suspend_off(make_zope):
 
 
 def test_gunicorn(make_zope, tmp_path):
-    gunicorn = BIN / "gunicorn"
-    if not gunicorn.exists():
-        pytest.fail("gunicorn is not installed: install the package's test extra")
-    zope = make_zope(command=[
-        str(gunicorn), "--paste", str(tmp_path / "zope0/etc/zope.ini"),
+    zope = make_zope(command=GUNICORN + [
+        "--paste", str(tmp_path / "zope0/etc/zope.ini"),
         "--bind", "127.0.0.1:0", "--workers", "1", "--threads", "2",
         "--worker-class", "gthread", "--timeout", "60", "--no-control-socket"])
     zope.start()
@@ -88,11 +83,10 @@ def test_wait_mode_without_retry_budget_is_a_clear_error(make_zope):
 
 def test_webtest_and_zope_testbrowser(tmp_path):
     zope = ZopeInstance(tmp_path / "zope").create()
-    env_path = str(HERE)
     result = subprocess.run(
         [sys.executable, str(HERE / "wsgi_clients.py"), str(zope.home)],
         capture_output=True, text=True, timeout=120, cwd=zope.home,
-        env={"PYTHONPATH": env_path, "PATH": str(BIN)})
+        env=subprocess_env())
     assert result.returncode == 0, result.stderr
     results = json.loads(result.stdout)
     status, text, took = results["webtest_parallel"]

@@ -17,7 +17,21 @@ import time
 
 
 HERE = pathlib.Path(__file__).resolve().parent
-BIN = pathlib.Path(sys.executable).parent
+
+#: Zope's ``runwsgi`` and gunicorn, run by this interpreter (a venv's or
+#: zc.buildout's bin/test, whose scripts live elsewhere).
+RUNWSGI = [sys.executable, "-c", "from Zope2.Startup.serve import main; main()"]
+GUNICORN = [sys.executable, "-m", "gunicorn"]
+
+
+def subprocess_env():
+    """This process's environment, with the test app and this interpreter's
+    sys.path importable (zc.buildout scripts set sys.path in the script)."""
+    env = dict(os.environ)
+    paths = [str(HERE)] + [p for p in sys.path if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 ZOPE_CONF = """\
 %define INSTANCE {home}
@@ -47,11 +61,12 @@ threads = {threads}
 use = egg:Paste#translogger
 setup_console_handler = False
 
+{filters}
 [pipeline:main]
 pipeline =
     egg:Zope#httpexceptions
     translogger
-    zope
+{pipeline_extra}    zope
 
 [loggers]
 keys = root, waitress, wsgi
@@ -108,13 +123,14 @@ class ZopeInstance:
     """Create, start and stop one Zope instance under ``home``."""
 
     def __init__(self, home, threads=2, product_config=None, futures=True,
-                 server_extra="", command=None):
+                 server_extra="", command=None, filters=()):
         self.home = pathlib.Path(home)
         self.threads = threads
         self.product_config = product_config or {}
         self.futures = futures
         self.server_extra = server_extra
         self.command = command
+        self.filters = dict(filters)  # name -> "use" of a [filter:name]
         self.process = None
         self.port = None
 
@@ -131,7 +147,10 @@ class ZopeInstance:
         (self.home / "etc/zope.conf").write_text(ZOPE_CONF.format(
             home=self.home, product_config=product_config))
         (self.home / "etc/zope.ini").write_text(ZOPE_INI.format(
-            home=self.home, threads=self.threads, server_extra=self.server_extra))
+            home=self.home, threads=self.threads, server_extra=self.server_extra,
+            filters="".join(f"[filter:{name}]\nuse = {use}\n\n"
+                            for name, use in self.filters.items()),
+            pipeline_extra="".join(f"    {name}\n" for name in self.filters)))
         includes = ['  <include package="futures_testapp" />']
         if self.futures:
             includes.insert(0, '  <include package="collective.futures" />')
@@ -146,11 +165,8 @@ class ZopeInstance:
         return self.home / "var/stderr.log"
 
     def start(self, timeout=90):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(HERE)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        env["PYTHONUNBUFFERED"] = "1"
-        command = self.command or [str(BIN / "runwsgi"), str(self.home / "etc/zope.ini")]
+        env = subprocess_env()
+        command = self.command or RUNWSGI + [str(self.home / "etc/zope.ini")]
         self.stderr_file = open(self.stderr_path, "ab")
         self.process = subprocess.Popen(
             command, cwd=self.home, env=env, stdin=subprocess.DEVNULL,
@@ -196,6 +212,18 @@ class ZopeInstance:
         return self.process.returncode
 
     # client
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def rss(self):
+        """The server process's resident set size, in bytes (Linux)."""
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
 
     @property
     def address(self):
