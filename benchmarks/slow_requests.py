@@ -27,6 +27,7 @@ from zopeinstance import ZopeInstance  # noqa: E402
 CONFIGURATIONS = {
     "stock Zope, blocking view": dict(futures=False, path="/@@slow-blocking"),
     "collective.futures": dict(futures=True, path="/@@slow-futures"),
+    "stream iterator": dict(futures=True, path="/@@stream?kind=bytes"),
 }
 
 
@@ -37,7 +38,7 @@ def timed_get(zope, path):
 
 
 def measure(zope, path, n, delay):
-    url = f"{path}?delay={delay:g}"
+    url = f"{path}{'&' if '?' in path else '?'}delay={delay:g}"
     # Warm up: first publish of each view compiles/loads things.
     timed_get(zope, url)
     timed_get(zope, "/@@plain")
@@ -83,7 +84,7 @@ def main(argv=None):
     }
     with tempfile.TemporaryDirectory() as tmp:
         for name, config in CONFIGURATIONS.items():
-            zope = ZopeInstance(pathlib.Path(tmp) / name.split()[0], threads=2,
+            zope = ZopeInstance(pathlib.Path(tmp) / name.replace(" ", "-"), threads=2,
                                 futures=config["futures"]).create().start()
             try:
                 report["results"][name] = measure(

@@ -204,3 +204,103 @@ class CancelAll(View):
         futures.submit("x", slow_value, 5, "x")
         cancelled = futures.cancel("x")
         return f"cancelled={cancelled}"
+
+
+# Streams
+
+from collective.futures import AsyncWorkerStreamIterator, StreamResult  # noqa: E402
+
+
+def pattern(size, chunk):
+    """Deterministic bytes, produced chunk by chunk (never all in memory)."""
+    block = bytes(range(256)) * (chunk // 256 + 1)
+    sent = 0
+    while sent < size:
+        n = min(chunk, size - sent)
+        offset = sent % 256
+        yield block[offset:offset + n]
+        sent += n
+
+
+def slow_bytes(delay, text):
+    time.sleep(delay)
+    return text.encode()
+
+
+def generated(size, chunk, counter=None, delay=0.0):
+    if counter:
+        bump(counter + ".started")
+    try:
+        for piece in pattern(size, chunk):
+            if delay:
+                time.sleep(delay)
+            yield piece
+    finally:
+        if counter:
+            bump(counter + ".closed")
+
+
+def described(filename):
+    body = "ünïcode export\n"
+    return StreamResult(body, status=201, content_type="text/plain; charset=latin-1",
+                        filename=filename, headers={"X-Export": "yes"})
+
+
+def unicode_text():
+    return "grüße"
+
+
+def temp_file(size):
+    import tempfile
+    handle = tempfile.TemporaryFile()
+    for piece in pattern(size, 65536):
+        handle.write(piece)
+    handle.seek(0)
+    return handle
+
+
+def failing_stream():
+    raise RuntimeError("stream failed before its first byte")
+
+
+def failing_midway(counter):
+    yield b"first part;"
+    bump(counter + ".midway")
+    raise RuntimeError("stream failed midway")
+
+
+def counted(counter):
+    bump(counter + ".ran")
+    return b"ran"
+
+
+class StreamView(View):
+    def __call__(self):
+        form = self.request.form
+        kind = form["kind"]
+        counter = form.get("counter")
+        size = int(form.get("size", 1000))
+        if kind == "bytes":
+            return AsyncWorkerStreamIterator(
+                slow_bytes, self.request, self.number("delay", 1), "streamed")
+        if kind == "gen":
+            return AsyncWorkerStreamIterator(
+                generated, self.request, size, int(form.get("chunk", 65536)),
+                counter, self.number("delay", 0))
+        if kind == "result":
+            return AsyncWorkerStreamIterator(described, self.request, "ëxport 1.txt")
+        if kind == "str":
+            return AsyncWorkerStreamIterator(unicode_text, self.request)
+        if kind == "file":
+            return AsyncWorkerStreamIterator(temp_file, self.request, size)
+        if kind == "error":
+            return AsyncWorkerStreamIterator(failing_stream, self.request)
+        if kind == "midway":
+            return AsyncWorkerStreamIterator(failing_midway, self.request, counter)
+        if kind == "counted":
+            return AsyncWorkerStreamIterator(counted, self.request, counter)
+        if kind == "view-headers":
+            self.request.response.setHeader("Content-Type", "text/csv; charset=utf-8")
+            self.request.response.setHeader("X-From-View", "1")
+            return AsyncWorkerStreamIterator(slow_bytes, self.request, 0.05, "a,b\n")
+        raise ValueError(kind)

@@ -7,6 +7,7 @@ and answer on the same request.
 
 from .api import cancel, clear, reset, result, resultOrSubmit
 from .api import result_or_submit, submit
+from .stream import AsyncWorkerStreamIterator, StreamResult
 from .exceptions import (
     ConfigurationError,
     FutureAlreadyResolvedError,
@@ -29,6 +30,8 @@ __all__ = [
     "cancel",
     "clear",
     "reset",
+    "AsyncWorkerStreamIterator",
+    "StreamResult",
     "FuturesException",
     "FutureNotSubmittedError",
     "FutureNotResolvedError",

@@ -32,6 +32,7 @@ from ZPublisher.pubevents import PubBeforeAbort, PubFailure
 from .exceptions import ReplayImpossibleError, TooManyPassesError
 from .promises import STATE_KEY, SUSPEND_KEY, RequestFutures
 from .runtime import get_runtime
+from .stream import AsyncWorkerStreamIterator
 
 
 logger = logging.getLogger("collective.futures")
@@ -118,6 +119,9 @@ def _end_pass(event):
     request = event.request
     state = request.environ.get(STATE_KEY)
     if state is None or not state.pending:
+        body = getattr(request.response, "body", None)
+        if isinstance(body, AsyncWorkerStreamIterator):
+            body.bind(request.response)
         return
     runtime = get_runtime()
     settings = runtime.settings

@@ -18,24 +18,30 @@ import time
 
 from ..publisher import SuspendRequest
 from ..runtime import get_runtime
+from ..stream import StreamHandoff
 from .internals import HTTPChannel
+from .streaming import StreamJob
 from .task import FuturesTask
 
 
 class FuturesChannel(HTTPChannel):
     task_class = FuturesTask
 
-    #: The Round that ``requests[0]`` waits for, while suspended.
-    suspended_round = None
+    #: What ``requests[0]`` waits for while no worker serves it: the Round of
+    #: a suspended request, or the StreamJob of a handed-off stream. Both
+    #: have ``cancel(reason)``.
+    detached = None
     #: The request's futures, handed from ``_resume`` to the next task.
     resumed_state = None
+    #: The task of a finished stream, handed to the next ``service()``.
+    completed_stream = None
 
     # ASYNCHRONOUS METHODS (main loop)
 
     def readable(self):
-        if self.suspended_round is None:
+        if self.detached is None:
             return super().readable()
-        # Suspended: requests[0] is held but no worker is busy with it. Keep
+        # Detached: requests[0] is held but no worker is busy with it. Keep
         # reading so a hang-up is seen (handle_read), within stock waitress's
         # bound on parsed-ahead requests, plus the held one.
         return (
@@ -48,18 +54,18 @@ class FuturesChannel(HTTPChannel):
 
     def handle_read(self):
         super().handle_read()
-        round_ = self.suspended_round
-        if round_ is not None and not self.connected:
-            # The client hung up: drop promises not yet started, abandon the
-            # running ones; the re-queued service() closes the connection
-            # without rendering.
-            round_.cancel("the client disconnected")
+        detached = self.detached
+        if detached is not None and not self.connected:
+            # The client hung up: drop promises (or the stream's fn) not yet
+            # started, abandon running ones; the re-queued service() closes
+            # the connection without rendering.
+            detached.cancel("the client disconnected")
 
     def handle_close(self):
-        round_ = self.suspended_round
+        detached = self.detached
         super().handle_close()
-        if round_ is not None:
-            round_.cancel("the connection closed")
+        if detached is not None:
+            detached.cancel("the connection closed")
 
     # SYNCHRONOUS METHODS (worker thread)
 
@@ -68,6 +74,8 @@ class FuturesChannel(HTTPChannel):
             super().service()
         except SuspendRequest as suspension:
             self._suspend(suspension.state)
+        except StreamHandoff as handoff:
+            self._stream(handoff.task, handoff.stream)
 
     def _suspend(self, state):
         # The pass raised before start_response: nothing was written and
@@ -75,16 +83,29 @@ class FuturesChannel(HTTPChannel):
         round_ = get_runtime().make_round(
             state.take_pending(),
             on_done=lambda outcomes: self._resume(state, outcomes))
-        self.suspended_round = round_
+        self._detach(round_)
+
+    def _stream(self, task, stream):
+        # start_response was called (status and headers stored on the task,
+        # nothing written) and requests[0] is still held (point 9).
+        self._detach(StreamJob(self, task, stream, on_done=self._stream_done))
+
+    def _detach(self, job):
+        self.detached = job
         self.last_activity = time.time()
-        round_.start()
+        job.start()
         # Wake the main loop: readable() changed.
         self.server.pull_trigger()
 
-    # Called by whichever thread settles the round's last promise.
+    # Called by whichever thread finishes the detached work.
 
     def _resume(self, state, outcomes):
         state.record(outcomes)
         self.resumed_state = state
-        self.suspended_round = None
+        self.detached = None
+        self.server.add_task(self)
+
+    def _stream_done(self, job):
+        self.completed_stream = job.task
+        self.detached = None
         self.server.add_task(self)

@@ -24,6 +24,20 @@ release that moves any of it fails loudly instead of hanging requests.
    wakes the main loop.
 6. The parsed request's body stream (``get_body_stream()``) is seekable and
    stays open until the request is closed.
+7. A task keeps what ``start_response`` gave it in ``status``,
+   ``response_headers`` and ``content_length``, and sends them on its first
+   ``write()``; until then they may be replaced. ``write()`` and
+   ``finish()`` (the terminating chunk) may be called from any thread, one
+   at a time; ``close_on_finish`` tells ``service()`` to close the
+   connection after the response.
+8. ``channel.write_soon()`` (behind ``task.write``) raises
+   ``ClientDisconnected`` once the client is gone; ``outbuf_lock`` is a
+   Condition that the main loop notifies when ``total_outbufs_len`` drops
+   below ``adj.outbuf_high_watermark``.
+9. ``WSGITask.execute()`` iterates the application's result itself (a
+   ``for`` loop in its own frame), after ``start_response`` and before any
+   write, and closes it in a ``finally``; a BaseException raised by the first
+   ``__next__`` leaves the task unfinished and ``requests[0]`` held.
 """
 
 import waitress
@@ -41,13 +55,15 @@ except Exception:  # pragma: no cover - metadata missing in odd installs
 SUPPORTED = ((2, 0), (4, 0))
 
 HTTPChannel = waitress.channel.HTTPChannel
+ClientDisconnected = waitress.channel.ClientDisconnected
 WSGITask = waitress.task.WSGITask
 BaseWSGIServer = waitress.server.BaseWSGIServer
 
 _REQUIRED = (
     (HTTPChannel, ("service", "readable", "handle_read", "handle_close",
                    "task_class", "received")),
-    (WSGITask, ("get_environment", "execute", "service")),
+    (WSGITask, ("get_environment", "execute", "service", "write", "finish",
+                "build_response_header")),
     (BaseWSGIServer, ("channel_class", "add_task", "pull_trigger")),
 )
 

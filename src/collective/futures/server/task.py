@@ -4,12 +4,28 @@ Runs on: a waitress worker thread.
 """
 
 from ..promises import STATE_KEY, SUSPEND_KEY
+from ..stream import StreamHandoff
 from .internals import WSGITask
 
 
 class FuturesTask(WSGITask):
     """A WSGITask whose environ says "this server can suspend" and, from the
     second pass on, carries the request's futures and a rewound body."""
+
+    def service(self):
+        completed = self.channel.completed_stream
+        if completed is not None:
+            # This request's stream was written by a side thread; this task
+            # only lets the stock HTTPChannel.service() finish the request
+            # (pop and close it, serve the next pipelined one).
+            self.channel.completed_stream = None
+            self.close_on_finish = completed.close_on_finish
+            return
+        try:
+            super().service()
+        except StreamHandoff as handoff:
+            handoff.task = self  # the channel streams into this task
+            raise
 
     def get_environment(self):
         if self.environ is not None:

@@ -1,0 +1,205 @@
+"""A handed-off stream: ``fn`` runs and its output is written to the client
+from a side thread, through waitress's thread-safe output buffer.
+
+Runs on: a side-pool thread (``fn`` and the writes), the deadline thread
+(504 when nothing came in time) and the main loop (``cancel`` on hang-up).
+The first of "first byte", "timed out" and "cancelled" wins, under the
+job's lock; the loser discards what it has. Only the side thread writes
+after the first byte.
+
+The producer never lets waitress's output buffer grow past its high-water
+mark: it waits (bounded by ``channel_timeout``, like an idle connection)
+until the main loop has sent enough, so a multi-gigabyte stream keeps memory
+flat and costs no Zope worker while it waits.
+"""
+
+import logging
+import threading
+import time
+
+from ..runtime import get_runtime
+from ..stream import error_prepared, prepare
+from .internals import ClientDisconnected
+
+
+logger = logging.getLogger("collective.futures")
+
+
+class StreamStalled(Exception):
+    """The client read nothing for ``channel_timeout`` seconds."""
+
+
+class StreamJob:
+    def __init__(self, channel, task, stream, on_done):
+        self.channel = channel
+        self.task = task
+        self.stream = stream
+        self.on_done = on_done
+        runtime = get_runtime()
+        self.executor = runtime.executor
+        self.timeout = runtime.settings.timeout
+        self.deadlines = runtime.deadlines
+        # Guards state and the completion: three threads race for them.
+        self._lock = threading.Lock()
+        self.state = "pending"   # -> streaming | timed out | cancelled | failed
+        self._completed = False
+        self._future = None
+        self._timer = None
+
+    # Any thread
+
+    def start(self):
+        self._timer = self.deadlines.call_later(self.timeout, self._expire)
+        self._future = self.executor.submit(self._run)
+        return self
+
+    def cancel(self, reason="cancelled"):
+        """The client is gone (main loop)."""
+        with self._lock:
+            if self.state != "pending":
+                return  # streaming: the next write notices the hang-up
+            self.state = "cancelled"
+        if self._future is not None:
+            self._future.cancel()  # not started: fn never runs
+        logger.info("stream %s: %s before its first byte", self.stream.name, reason)
+        self.task.close_on_finish = True
+        self._complete()
+
+    def _expire(self):
+        """Deadline thread: fn produced no first byte within timeout."""
+        with self._lock:
+            if self.state != "pending":
+                return
+            self.state = "timed out"
+        logger.error("stream %s produced nothing within %g s: 504",
+                     self.stream.name, self.timeout)
+        self._send_error(error_prepared(504, "Gateway Timeout"))
+
+    # Side-pool thread
+
+    def _run(self):
+        stream, task = self.stream, self.task
+        try:
+            result = stream.call()
+            prepared = prepare(result, task.status, list(task.response_headers))
+        except Exception:
+            with self._lock:
+                if self.state != "pending":
+                    return
+                self.state = "failed"
+            logger.exception("stream %s raised before its first byte: 500",
+                             stream.name)
+            self._send_error(error_prepared(500, "Internal Server Error"))
+            return
+        with self._lock:
+            if self.state != "pending":
+                late = True
+            else:
+                late = False
+                self.state = "streaming"
+        if late:
+            prepared.close()  # timed out or client gone: discard the output
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            self._send(prepared)
+        finally:
+            self._complete()
+
+    def _send(self, prepared):
+        task = self.task
+        set_response(task, prepared.status, prepared.headers)
+        try:
+            for chunk in prepared.chunks:
+                self._wait_for_room()
+                task.write(chunk)
+            if (task.content_length is not None
+                    and task.content_bytes_written != task.content_length):
+                logger.warning(
+                    "stream %s wrote %d bytes of its Content-Length %d: "
+                    "closing the connection", self.stream.name,
+                    task.content_bytes_written, task.content_length)
+                task.close_on_finish = True
+            else:
+                task.finish()
+        except (ClientDisconnected, StreamStalled) as exc:
+            logger.info("stream %s stopped: %s", self.stream.name,
+                        "the client disconnected" if isinstance(
+                            exc, ClientDisconnected) else exc)
+            task.close_on_finish = True
+        except Exception:
+            # Mid-stream: the status line is gone, so the only honest signal
+            # left is a connection closed before the body is complete.
+            logger.exception("stream %s raised after its first byte: the "
+                             "response is truncated", self.stream.name)
+            task.close_on_finish = True
+        finally:
+            try:
+                prepared.close()
+            except Exception:
+                logger.exception("closing the output of stream %s failed",
+                                 self.stream.name)
+
+    def _wait_for_room(self):
+        """Wait until waitress's output buffer is below its high-water mark,
+        for at most channel_timeout seconds without progress."""
+        channel = self.channel
+        high = channel.adj.outbuf_high_watermark
+        if channel.total_outbufs_len <= high:
+            return
+        patience = channel.adj.channel_timeout
+        deadline = time.monotonic() + patience
+        last = channel.total_outbufs_len
+        with channel.outbuf_lock:
+            while channel.connected and channel.total_outbufs_len > high:
+                now = time.monotonic()
+                if channel.total_outbufs_len < last:
+                    last, deadline = channel.total_outbufs_len, now + patience
+                if now >= deadline:
+                    raise StreamStalled(
+                        f"the client read nothing for {patience:g} s")
+                channel.server.pull_trigger()
+                # Why wait: the main loop sends, then notifies this
+                # condition; bounded so the stall deadline is checked.
+                channel.outbuf_lock.wait(min(1.0, deadline - now))
+        if not channel.connected:
+            raise ClientDisconnected
+
+    # Completion
+
+    def _send_error(self, prepared):
+        task = self.task
+        try:
+            set_response(task, prepared.status, prepared.headers)
+            for chunk in prepared.chunks:
+                task.write(chunk)
+            task.finish()
+        except ClientDisconnected:
+            task.close_on_finish = True
+        except Exception:
+            logger.exception("sending the error response of stream %s failed",
+                             self.stream.name)
+            task.close_on_finish = True
+        finally:
+            self._complete()
+
+    def _complete(self):
+        with self._lock:
+            if self._completed:
+                return
+            self._completed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.on_done(self)
+
+
+def set_response(task, status, headers):
+    """Replace the status and headers a waitress task will send, before its
+    first write (internals.py, point 7)."""
+    task.status = status
+    task.response_headers = list(headers)
+    task.content_length = None
+    for name, value in headers:
+        if name.lower() == "content-length":
+            task.content_length = int(value)

@@ -1,0 +1,221 @@
+"""AsyncWorkerStreamIterator in a real Zope under real waitress: the worker
+is freed at once, output streams with bounded memory, errors are honest."""
+
+import concurrent.futures
+import hashlib
+import http.client
+import json
+import time
+
+import pytest
+
+import rawhttp
+from futures_testapp.views import pattern
+from zopeinstance import ZopeInstance
+
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture(scope="module")
+def zope(tmp_path_factory):
+    instance = ZopeInstance(tmp_path_factory.mktemp("zope"), threads=2).create()
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def make_zope(tmp_path):
+    started = []
+
+    def make(**kw):
+        instance = ZopeInstance(tmp_path / f"zope{len(started)}", **kw).create()
+        started.append(instance)
+        return instance.start()
+
+    yield make
+    for instance in started:
+        instance.stop()
+
+
+def counters(zope):
+    return json.loads(zope.get("/@@counters")[1])
+
+
+def expected_digest(size, chunk=65536):
+    digest = hashlib.sha256()
+    for piece in pattern(size, chunk):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def timed_get(zope, path):
+    start = time.monotonic()
+    status, body = zope.get(path)
+    return status, body, time.monotonic() - start
+
+
+def test_twenty_slow_streams_on_two_threads_do_not_block(zope):
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        start = time.monotonic()
+        slow = [pool.submit(timed_get, zope, "/@@stream?kind=bytes&delay=1")
+                for _ in range(20)]
+        time.sleep(0.2)
+        probes = []
+        while not all(f.done() for f in slow) and len(probes) < 20:
+            status, body, took = timed_get(zope, "/@@plain")
+            assert status == 200
+            probes.append(took)
+            time.sleep(0.05)
+        results = [f.result(timeout=30) for f in slow]
+        total = time.monotonic() - start
+    assert {(s, b) for s, b, _ in results} == {(200, "streamed")}
+    assert total < 5, total
+    assert probes and max(probes) < 1.0, probes
+
+
+def test_large_generated_body_is_streamed_intact(zope):
+    size = 64 * 1024 * 1024 + 12345
+    connection = http.client.HTTPConnection(*zope.address, timeout=60)
+    try:
+        connection.request("GET", f"/@@stream?kind=gen&size={size}&chunk=65536")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("Transfer-Encoding") == "chunked"
+        digest, received = hashlib.sha256(), 0
+        while True:
+            data = response.read(1 << 20)
+            if not data:
+                break
+            digest.update(data)
+            received += len(data)
+    finally:
+        connection.close()
+    assert received == size
+    assert digest.hexdigest() == expected_digest(size)
+
+
+@pytest.mark.parametrize("query, status, headers, body", [
+    ("kind=bytes&delay=0.05", 200, {"Content-Length": "8"}, b"streamed"),
+    ("kind=str", 200, {"Content-Length": "7"}, "grüße".encode()),
+    ("kind=result", 201, {
+        "Content-Type": "text/plain; charset=latin-1",
+        "Content-Disposition":
+            "attachment; filename=\"_xport 1.txt\"; "
+            "filename*=UTF-8''%C3%ABxport%201.txt",
+        "X-Export": "yes",
+        "Content-Length": "15",
+    }, "ünïcode export\n".encode("latin-1")),
+    ("kind=view-headers", 200, {
+        "Content-Type": "text/csv; charset=utf-8", "X-From-View": "1",
+    }, b"a,b\n"),
+])
+def test_what_fn_returns_and_the_headers(zope, query, status, headers, body):
+    got_status, got_headers, got_body = zope.request(f"/@@stream?{query}")
+    assert (got_status, got_body) == (status, body)
+    for name, value in headers.items():
+        assert got_headers.get(name) == value, name
+
+
+def test_a_binary_file_is_streamed_with_its_length(zope):
+    size = 3 * 65536 + 17
+    status, headers, body = zope.request(f"/@@stream?kind=file&size={size}")
+    assert status == 200
+    assert headers["Content-Length"] == str(size)
+    assert hashlib.sha256(body).hexdigest() == expected_digest(size)
+
+
+def test_fn_raising_before_its_first_byte_is_a_500(zope):
+    status, headers, body = zope.request("/@@stream?kind=error")
+    assert (status, body) == (500, b"Internal Server Error\n")
+    assert "stream failing_stream raised before its first byte: 500" in zope.log()
+    assert "RuntimeError: stream failed before its first byte" in zope.log()
+
+
+def test_fn_raising_mid_stream_truncates_the_response(zope):
+    connection = http.client.HTTPConnection(*zope.address, timeout=30)
+    try:
+        connection.request("GET", "/@@stream?kind=midway&counter=mid")
+        response = connection.getresponse()
+        assert response.status == 200
+        with pytest.raises(http.client.IncompleteRead) as info:
+            response.read()
+        assert info.value.partial == b"first part;"
+    finally:
+        connection.close()
+    assert "stream failing_midway raised after its first byte" in zope.log()
+
+
+def test_head_gets_headers_and_fn_does_not_run(zope):
+    status, headers, body = zope.request(
+        "/@@stream?kind=counted&counter=head", method="HEAD")
+    assert (status, body) == (200, b"")
+    assert zope.request("/@@stream?kind=counted&counter=get")[2] == b"ran"
+    seen = counters(zope)
+    assert "head.ran" not in seen and seen["get.ran"] == 1
+
+
+def test_keep_alive_and_pipelining_around_streams(zope):
+    with rawhttp.Connection(zope.address) as conn:
+        conn.send(rawhttp.get("/@@stream?kind=bytes&delay=0.3")
+                  + rawhttp.get("/@@plain")
+                  + rawhttp.get("/@@stream?kind=str"))
+        responses = [conn.read_response() for _ in range(3)]
+    assert [r[2] for r in responses] == [b"streamed", b"plain page",
+                                         "grüße".encode()]
+
+
+def test_a_client_that_disconnects_stops_the_stream(zope):
+    conn = rawhttp.Connection(zope.address)
+    conn.send(rawhttp.get(
+        "/@@stream?kind=gen&size=1000000000&chunk=65536&delay=0.01&counter=gone"))
+    status, headers = None, None
+    status_line = conn.stream.readline()
+    assert b"200" in status_line
+    conn.stream.read(200000)
+    conn.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen = counters(zope)
+        if seen.get("gone.closed"):
+            break
+        time.sleep(0.1)
+    # The generator was closed: its finally ran, nothing keeps running.
+    assert seen.get("gone.started") == 1 and seen.get("gone.closed") == 1, seen
+    assert zope.get("/@@plain") == (200, "plain page")
+
+
+def test_fn_past_the_timeout_before_its_first_byte_is_a_504(make_zope):
+    zope = make_zope(product_config={"timeout": "1"})
+    start = time.monotonic()
+    status, headers, body = zope.request("/@@stream?kind=bytes&delay=3")
+    took = time.monotonic() - start
+    assert (status, body) == (504, b"Gateway Timeout\n")
+    assert 0.9 < took < 2.5, took
+    assert zope.get("/@@plain") == (200, "plain page")
+
+
+def test_wrapping_middleware_is_named_and_the_stream_runs_inline(make_zope):
+    zope = make_zope(filters={"wrap": "call:futures_testapp.middleware:make_filter"})
+    status, headers, body = zope.request("/@@stream?kind=bytes&delay=0.1")
+    assert (status, body) == (200, b"streamed")
+    assert ("futures_testapp.middleware.make_filter.<locals>.filter_.<locals>."
+            "wrapping.<locals>."
+            "wrapped wraps the stream iterator of slow_bytes") in zope.log()
+
+
+@pytest.mark.parametrize("suspend", ["off"])
+def test_streams_without_suspension_run_inline_with_the_same_output(make_zope, suspend):
+    zope = make_zope(product_config={"suspend": suspend})
+    status, headers, body = zope.request("/@@stream?kind=result")
+    assert status == 201
+    assert headers["X-Export"] == "yes"
+    assert body == "ünïcode export\n".encode("latin-1")
+    assert zope.request("/@@stream?kind=error")[0] == 500
+    size = 1024 * 1024 + 3
+    status, headers, body = zope.request(f"/@@stream?kind=gen&size={size}")
+    assert status == 200
+    assert hashlib.sha256(body).hexdigest() == expected_digest(size)
+    assert zope.request("/@@stream?kind=counted&counter=ih", method="HEAD")[0] == 200
+    assert "ih.ran" not in counters(zope)
