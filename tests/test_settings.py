@@ -33,10 +33,3 @@ def test_bad_value_is_named(key, value):
         Settings.from_mapping({key: value})
     assert repr(key) in str(info.value)
     assert repr(value) in str(info.value)
-
-
-def test_readme_documents_every_option():
-    import pathlib
-    readme = (pathlib.Path(__file__).parent.parent / "README.rst").read_text()
-    for option in OPTIONS:
-        assert f"``{option.name}``" in readme, option.name

@@ -123,7 +123,8 @@ class ZopeInstance:
     """Create, start and stop one Zope instance under ``home``."""
 
     def __init__(self, home, threads=2, product_config=None, futures=True,
-                 server_extra="", command=None, filters=()):
+                 server_extra="", command=None, filters=(),
+                 packages=("futures_testapp",)):
         self.home = pathlib.Path(home)
         self.threads = threads
         self.product_config = product_config or {}
@@ -131,6 +132,7 @@ class ZopeInstance:
         self.server_extra = server_extra
         self.command = command
         self.filters = dict(filters)  # name -> "use" of a [filter:name]
+        self.packages = packages      # ZCML included after collective.futures
         self.process = None
         self.port = None
 
@@ -151,7 +153,7 @@ class ZopeInstance:
             filters="".join(f"[filter:{name}]\nuse = {use}\n\n"
                             for name, use in self.filters.items()),
             pipeline_extra="".join(f"    {name}\n" for name in self.filters)))
-        includes = ['  <include package="futures_testapp" />']
+        includes = [f'  <include package="{p}" />' for p in self.packages]
         if self.futures:
             includes.insert(0, '  <include package="collective.futures" />')
         (self.home / "etc/site.zcml").write_text(

@@ -10,8 +10,10 @@ import json
 import os
 import time
 import urllib.request
+import zipfile
 
 from collective import futures
+from collective.futures import AsyncWorkerStreamIterator, StreamResult
 
 from . import upstream
 
@@ -64,6 +66,50 @@ class BlockingPage(_Page):
         started = time.monotonic()
         data = fetch_json(self.upstream_url())
         return self.render("blocking", data, started)
+
+
+class _Chunks:
+    """A write-only file for zipfile that hands out what was written."""
+
+    def __init__(self):
+        self.parts = []
+
+    def write(self, data):
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def take(self):
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def zip_export(urls):
+    """The stream's fn: fetch each URL and stream a zip of the answers, one
+    member at a time (memory holds one member, not the archive)."""
+    def members():
+        out = _Chunks()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            for number, url in enumerate(urls, 1):
+                with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+                    archive.writestr(f"answer-{number}.json", response.read())
+                yield out.take()
+        yield out.take()
+
+    return StreamResult(members(), content_type="application/zip",
+                        filename="upstream-export.zip")
+
+
+class ExportPage(_Page):
+    def __call__(self):
+        try:
+            count = max(1, min(int(self.request.form.get("n", 5)), 20))
+        except ValueError:
+            count = 5
+        urls = [f"{upstream.start()}/slow?delay=0.2&n={i}" for i in range(count)]
+        return AsyncWorkerStreamIterator(zip_export, self.request, urls)
 
 
 class PlainPage(_Page):
