@@ -9,6 +9,7 @@ import pytest
 from collective.futures.exceptions import FutureCancelledError, FutureTimeoutError
 from collective.futures.promises import Promise
 from collective.futures.rounds import Round
+from collective.futures.runtime import run_promise
 from collective.futures.sidepool import Deadlines, SidePool
 
 
@@ -47,9 +48,13 @@ def promises(**fns):
     return {key: Promise(key, fn) for key, fn in fns.items()}
 
 
-def make_round(executor, schedule, on_done, **fns):
-    return Round(promises(**fns), executor, schedule, deadline=10.0,
-                 timeout=10.0, on_done=on_done)
+def submitter(executor):
+    return lambda promise: executor.submit(run_promise, promise)
+
+
+def make_round(executor, schedule, on_done, interrupt=None, **fns):
+    return Round(promises(**fns), submitter(executor), schedule, deadline=10.0,
+                 timeout=10.0, on_done=on_done, interrupt=interrupt)
 
 
 def test_outcomes_delivered_once_when_all_settle():
@@ -131,7 +136,8 @@ def test_failing_promise_is_logged_once_where_it_ran(caplog):
             outcomes.update(result)
             done.set()
 
-        Round(promises(bad=lambda: {}["missing"]), pool, Deadlines().call_at,
+        Round(promises(bad=lambda: {}["missing"]), submitter(pool),
+              Deadlines().call_at,
               deadline=time.monotonic() + 10, timeout=10,
               on_done=on_done).start()
         assert done.wait(5)

@@ -126,6 +126,19 @@ def test_a_binary_file_is_streamed_with_its_length(zope):
     assert hashlib.sha256(body).hexdigest() == expected_digest(size)
 
 
+def test_fn_on_the_processes_executor(zope):
+    status, headers, body = zope.request("/@@stream?kind=process&size=100000")
+    assert (status, headers["Content-Length"], body) == (200, "100000", b"p" * 100000)
+
+
+def test_an_async_generator_on_the_asyncio_executor(zope):
+    size = 1024 * 1024 + 5
+    status, headers, body = zope.request(f"/@@stream?kind=async-gen&size={size}")
+    assert status == 200
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert hashlib.sha256(body).hexdigest() == expected_digest(size)
+
+
 def test_fn_raising_before_its_first_byte_is_a_500(zope):
     status, headers, body = zope.request("/@@stream?kind=error")
     assert (status, body) == (500, b"Internal Server Error\n")

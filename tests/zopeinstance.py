@@ -119,6 +119,16 @@ SITE_ZCML = """\
 """
 
 
+def _more_file_descriptors():
+    # Thousands of concurrent connections need more than the common soft
+    # limit of 1024 descriptors; raise it to the hard limit (capped).
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 class ZopeInstance:
     """Create, start and stop one Zope instance under ``home``."""
 
@@ -172,7 +182,8 @@ class ZopeInstance:
         self.stderr_file = open(self.stderr_path, "ab")
         self.process = subprocess.Popen(
             command, cwd=self.home, env=env, stdin=subprocess.DEVNULL,
-            stdout=self.stderr_file, stderr=subprocess.STDOUT)
+            stdout=self.stderr_file, stderr=subprocess.STDOUT,
+            preexec_fn=_more_file_descriptors)
         deadline = time.monotonic() + timeout
         # waitress says "Serving on", gunicorn "Listening at:".
         pattern = re.compile(
@@ -219,13 +230,20 @@ class ZopeInstance:
     def pid(self):
         return self.process.pid
 
-    def rss(self):
-        """The server process's resident set size, in bytes (Linux)."""
+    def _status(self, field):
         with open(f"/proc/{self.pid}/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise RuntimeError(f"no {field}")
+
+    def rss(self):
+        """The server process's resident set size, in bytes (Linux)."""
+        return self._status("VmRSS") * 1024
+
+    def thread_count(self):
+        """Threads of the server process (Linux)."""
+        return self._status("Threads")
 
     @property
     def address(self):

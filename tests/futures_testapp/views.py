@@ -187,6 +187,10 @@ class BadInput(View):
                 futures.submit("k", "not callable")
             elif case == "key":
                 futures.submit(42, slow_value, 0, "x")
+            elif case == "pickle":
+                futures.submitMultiprocess("p", lambda: 1)
+            elif case == "executor":
+                futures.submit("e", futures.promise(slow_value, executor="gpu"), 0, "x")
             elif case == "resolved":
                 value = futures.resultOrSubmit("r", None, slow_value, 0, "r")
                 if value is None:
@@ -274,6 +278,17 @@ def counted(counter):
     return b"ran"
 
 
+async def async_chunks(size):
+    import asyncio
+
+    async def produce():
+        for piece in pattern(size, 65536):
+            await asyncio.sleep(0)
+            yield piece
+
+    return StreamResult(produce(), content_type="application/octet-stream")
+
+
 class StreamView(View):
     def __call__(self):
         form = self.request.form
@@ -299,8 +314,110 @@ class StreamView(View):
             return AsyncWorkerStreamIterator(failing_midway, self.request, counter)
         if kind == "counted":
             return AsyncWorkerStreamIterator(counted, self.request, counter)
+        if kind == "process":
+            import procfuncs
+            return AsyncWorkerStreamIterator(
+                futures.promise(procfuncs.make_bytes, executor="processes"),
+                self.request, size)
+        if kind == "async-gen":
+            return AsyncWorkerStreamIterator(async_chunks, self.request, size)
         if kind == "view-headers":
             self.request.response.setHeader("Content-Type", "text/csv; charset=utf-8")
             self.request.response.setHeader("X-From-View", "1")
             return AsyncWorkerStreamIterator(slow_bytes, self.request, 0.05, "a,b\n")
         raise ValueError(kind)
+
+
+# Executors
+
+import asyncio  # noqa: E402
+import os  # noqa: E402
+
+import procfuncs  # noqa: E402
+
+
+async def fetch_async(port, delay):
+    """An asyncio promise: one HTTP GET to the slow upstream (stdlib only)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET /?delay={delay} HTTP/1.1\r\nHost: up\r\n\r\n".encode())
+        await writer.drain()
+        status = await reader.readline()
+        return status.split()[1].decode()
+    finally:
+        writer.close()
+
+
+class AsyncFanout(View):
+    def __call__(self):
+        n = int(self.number("n", 10))
+        port = int(self.request.form["port"])
+        delay = self.number("delay", 1)
+        results = [futures.resultOrSubmit(f"a{i}", None, fetch_async, port, delay)
+                   for i in range(n)]
+        if None in results:
+            return "PLACEHOLDER"
+        self.request.response.setHeader("Content-Type", "application/json")
+        return json.dumps({"ok": results.count("200"), "n": n})
+
+
+class Threads(View):
+    def __call__(self):
+        import threading
+        return json.dumps(sorted(t.name for t in threading.enumerate()))
+
+
+class ProcessCrash(View):
+    def __call__(self):
+        how = self.request.form.get("how", "exit")
+        square = futures.resultOrSubmitMultiprocess("sq", None, procfuncs.square, 7)
+        try:
+            died = futures.resultOrSubmitMultiprocess("die", None, procfuncs.die, how)
+        except futures.WorkerProcessDiedError as exc:
+            died = f"died: {exc}"
+        if square is None:
+            return "PLACEHOLDER"
+        return f"square={square}; {died}"
+
+
+class ProcessPid(View):
+    def __call__(self):
+        delay = self.number("delay", 0)
+        try:
+            pid = futures.resultOrSubmit(
+                "pid", None, futures.promise(procfuncs.pid_after, executor="processes"),
+                delay)
+        except futures.FutureTimeoutError as exc:
+            return f"timed out: {exc}"
+        return f"pid={pid} zope={os.getpid()}"
+
+
+def shared_value(counter, delay):
+    bump(counter + ".executions")
+    time.sleep(delay)
+    return f"computed once for {counter}"
+
+
+class Shared(View):
+    def __call__(self):
+        counter = self.request.form["counter"]
+        ttl = self.number("ttl", 0) or None
+        bump(counter + ".passes")
+        value = futures.resultOrSubmit(
+            counter, None, futures.promise(shared_value, shared=True, ttl=ttl),
+            counter, self.number("delay", 0.5))
+        return "PLACEHOLDER" if value is None else value
+
+
+async def cancellable(counter):
+    bump(counter + ".started")
+    try:
+        await asyncio.sleep(30)
+    finally:
+        bump(counter + ".finally")
+
+
+class AsyncCancel(View):
+    def __call__(self):
+        return futures.resultOrSubmit("c", "PLACEHOLDER", cancellable,
+                                      self.request.form["counter"])

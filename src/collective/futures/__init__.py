@@ -6,10 +6,13 @@ and answer on the same request.
 """
 
 from .api import cancel, clear, reset, result, resultOrSubmit
-from .api import result_or_submit, submit
+from .api import resultOrSubmitMultiprocess, result_or_submit, submit
+from .api import submitMultiprocess
+from .promises import promise
 from .stream import AsyncWorkerStreamIterator, StreamResult
 from .exceptions import (
     ConfigurationError,
+    ExecutorFullError,
     FutureAlreadyResolvedError,
     FutureCancelledError,
     FutureNotResolvedError,
@@ -17,6 +20,7 @@ from .exceptions import (
     FuturesException,
     FutureTimeoutError,
     NoRequestError,
+    WorkerProcessDiedError,
     ReplayImpossibleError,
     TooManyPassesError,
 )
@@ -30,6 +34,9 @@ __all__ = [
     "cancel",
     "clear",
     "reset",
+    "promise",
+    "submitMultiprocess",
+    "resultOrSubmitMultiprocess",
     "AsyncWorkerStreamIterator",
     "StreamResult",
     "FuturesException",
@@ -42,4 +49,6 @@ __all__ = [
     "NoRequestError",
     "ReplayImpossibleError",
     "ConfigurationError",
+    "ExecutorFullError",
+    "WorkerProcessDiedError",
 ]

@@ -14,8 +14,9 @@ from .exceptions import (
     FutureNotSubmittedError,
     NoRequestError,
 )
-from .promises import Promise
+from .promises import make_promise, promise
 from .publisher import futures_for
+from .runtime import get_runtime
 
 
 _marker = object()
@@ -40,11 +41,15 @@ def _check_key(func, key):
         raise ValueError(f"collective.futures.{func}(): key must not be empty")
 
 
-def _check_fn(func, fn):
-    if not callable(fn):
-        raise TypeError(
-            f"collective.futures.{func}(): fn must be callable, not "
-            f"{type(fn).__name__} ({fn!r:.60})")
+def _resolved(state, key):
+    """The outcome for ``key``: this request's, or a shared one kept for
+    its time-to-live (which then counts as this request's)."""
+    outcome = state.resolved.get(key)
+    if outcome is None:
+        outcome = get_runtime().shared.cached(key)
+        if outcome is not None:
+            state.resolved[key] = outcome
+    return outcome
 
 
 def result(key, default=_marker):
@@ -57,7 +62,7 @@ def result(key, default=_marker):
     """
     _check_key("result", key)
     state = _state("result")
-    outcome = state.resolved.get(key)
+    outcome = _resolved(state, key)
     if outcome is not None:
         return outcome.unwrap()
     if default is not _marker:
@@ -80,13 +85,13 @@ def submit(key, fn, /, *args, **kwargs):
     :class:`FutureAlreadyResolvedError`.
     """
     _check_key("submit", key)
-    _check_fn("submit", fn)
+    promise_ = make_promise("submit", key, fn, args, kwargs)
     state = _state("submit")
     if key in state.resolved:
         raise FutureAlreadyResolvedError(
             f"future {key!r} already has a result; clear({key!r}) before "
             f"submitting it again")
-    state.pending[key] = Promise(key, fn, args, kwargs)
+    state.pending[key] = promise_
     return True
 
 
@@ -100,13 +105,13 @@ def resultOrSubmit(key, placeholder, fn, /, *args, **kwargs):
     placeholder (0.9 raised FutureNotResolvedError).
     """
     _check_key("resultOrSubmit", key)
-    _check_fn("resultOrSubmit", fn)
+    promise_ = make_promise("resultOrSubmit", key, fn, args, kwargs)
     state = _state("resultOrSubmit")
-    outcome = state.resolved.get(key)
+    outcome = _resolved(state, key)
     if outcome is not None:
         return outcome.unwrap()
     if key not in state.pending:
-        state.pending[key] = Promise(key, fn, args, kwargs)
+        state.pending[key] = promise_
     return placeholder
 
 
@@ -134,6 +139,18 @@ def reset(key):
     cleared = clear(key)
     cancelled = cancel(key)
     return cleared or cancelled
+
+
+def submitMultiprocess(key, fn, /, *args, **kwargs):
+    """``submit`` on the ``processes`` executor (the 0.9 name). ``fn`` and
+    its arguments must be picklable; that is checked here."""
+    return submit(key, promise(fn, executor="processes"), *args, **kwargs)
+
+
+def resultOrSubmitMultiprocess(key, placeholder, fn, /, *args, **kwargs):
+    """``resultOrSubmit`` on the ``processes`` executor (the 0.9 name)."""
+    return resultOrSubmit(key, placeholder, promise(fn, executor="processes"),
+                          *args, **kwargs)
 
 
 #: snake_case alias of :func:`resultOrSubmit` (the canonical spelling).

@@ -84,3 +84,20 @@ class ConfigurationError(FuturesException, ValueError):
 
     Fix zope.conf: the message names the key.
     """
+
+
+class ExecutorFullError(FuturesException):
+    """The executor's queue bound is reached: the promise was not queued.
+
+    ``result()`` raises this in the next pass: render a fallback, or raise
+    the executor's queue and concurrency bounds if the load is expected.
+    """
+
+
+class WorkerProcessDiedError(FuturesException):
+    """The worker process running this promise died (``os._exit``, a crash,
+    the OOM killer) or was stopped past the deadline.
+
+    Only the promises that process held fail; the pool starts a new process
+    for the next ones.
+    """

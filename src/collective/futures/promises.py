@@ -8,6 +8,7 @@ back, so this state needs no lock.
 """
 
 import dataclasses
+import inspect
 import typing
 
 
@@ -20,12 +21,17 @@ SUSPEND_KEY = "collective.futures.suspend"
 
 @dataclasses.dataclass(frozen=True)
 class Promise:
-    """A call to run outside the worker: ``fn(*args, **kwargs)``."""
+    """A call to run outside the worker: ``fn(*args, **kwargs)``, on the
+    named executor; ``shared`` promises run once for all concurrent
+    requests of the same key, and keep a success for ``ttl`` seconds."""
 
     key: str
     fn: typing.Callable
     args: tuple = ()
     kwargs: dict = dataclasses.field(default_factory=dict)
+    executor: str = "threads"
+    shared: bool = False
+    ttl: float = 0.0
 
     def __call__(self):
         return self.fn(*self.args, **self.kwargs)
@@ -35,6 +41,83 @@ class Promise:
         """A readable name of the function, for logs."""
         fn = self.fn
         return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class PromiseOptions:
+    """``fn`` with where and how to run it; made by :func:`promise`."""
+
+    fn: typing.Callable
+    executor: str = None
+    shared: bool = False
+    ttl: float = 0.0
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+def promise(fn, /, *, executor=None, shared=False, ttl=None):
+    """Wrap ``fn`` with options for ``submit``, ``resultOrSubmit`` and
+    ``AsyncWorkerStreamIterator`` (which pass their other arguments to
+    ``fn``, so these options can never collide with ``fn``'s own).
+
+    ``executor``: ``"threads"`` (default), ``"processes"``, ``"asyncio"``
+    (default for ``async def`` functions) or a configured custom executor.
+    ``shared=True``: concurrent requests for the same key share one
+    execution; ``ttl`` (seconds) keeps its result for later requests.
+    """
+    if isinstance(fn, PromiseOptions):
+        fn = fn.fn
+    if not callable(fn):
+        raise TypeError(
+            f"collective.futures.promise(): fn must be callable, not "
+            f"{type(fn).__name__} ({fn!r:.60})")
+    if executor is not None and not isinstance(executor, str):
+        raise TypeError(
+            f"collective.futures.promise(): executor must be a name (str), "
+            f"not {type(executor).__name__}")
+    if not isinstance(shared, bool):
+        raise TypeError("collective.futures.promise(): shared must be True or False")
+    if ttl is not None:
+        if not shared:
+            raise ValueError("collective.futures.promise(): ttl needs shared=True")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl < 0:
+            raise ValueError(
+                f"collective.futures.promise(): ttl must be seconds >= 0, not {ttl!r}")
+    return PromiseOptions(fn, executor, shared, float(ttl or 0))
+
+
+def make_promise(func, key, fn, args, kwargs):
+    """Validate a call into a :class:`Promise` (``fn`` may carry options
+    from :func:`promise`); errors name ``func`` and the argument."""
+    from .processpool import dumps_call  # here: these import this module
+    from .runtime import get_runtime
+
+    if not callable(fn):
+        raise TypeError(
+            f"collective.futures.{func}(): fn must be callable, not "
+            f"{type(fn).__name__} ({fn!r:.60})")
+    options = fn if isinstance(fn, PromiseOptions) else PromiseOptions(fn)
+    target = options.fn
+    coroutine = inspect.iscoroutinefunction(target)
+    executor = options.executor or ("asyncio" if coroutine else "threads")
+    names = get_runtime().settings.executor_names
+    if executor not in names:
+        raise ValueError(
+            f"collective.futures.{func}(): unknown executor {executor!r}; "
+            f"configured: {', '.join(names)}")
+    if coroutine and executor in ("threads", "processes"):
+        raise TypeError(
+            f"collective.futures.{func}(): {target.__qualname__} is an async "
+            f"function: run it on the asyncio executor")
+    if executor == "processes":
+        try:
+            dumps_call(target, args, kwargs)
+        except TypeError as exc:
+            raise TypeError(f"collective.futures.{func}(): {exc}") from None
+    return Promise(key, target, args, kwargs, executor, options.shared,
+                   options.ttl)
+
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,36 +17,30 @@ from .promises import Outcome
 logger = logging.getLogger("collective.futures")
 
 
-def _run_promise(promise):
-    # Runs on a side-pool thread. The traceback of a failing promise is
-    # logged here, once, where it ran; the next pass gets the exception.
-    try:
-        return promise()
-    except Exception:
-        logger.exception(
-            "promise %r (%s) raised; result() will raise it in the next pass",
-            promise.key, promise.name)
-        raise
-
-
 class Round:
-    """Runs ``promises`` (key -> Promise) on ``executor``.
+    """Runs ``promises`` (key -> Promise): ``submit(promise)`` starts one and
+    returns its ``concurrent.futures.Future``.
 
     ``schedule(when, callback)`` arranges a call at monotonic time ``when``
     and returns something with ``cancel()``; ``deadline`` is that time.
     ``on_done(outcomes)`` receives key -> :class:`Outcome` exactly once.
+    ``interrupt(promise, future)`` stops running work where the executor
+    can (processes); ``stats`` gets ``abandoned``/``interrupted`` counts.
     """
 
-    def __init__(self, promises, executor, schedule, deadline, timeout,
-                 on_done=None):
+    def __init__(self, promises, submit, schedule, deadline, timeout,
+                 on_done=None, interrupt=None, stats=None):
         self.promises = dict(promises)
-        self.executor = executor
+        self.submit = submit
+        self.interrupt = interrupt
+        self.stats = stats
         self.schedule = schedule
         self.deadline = deadline
         self.timeout = timeout
         self.on_done = on_done
         self.outcomes = {}
         self.abandoned = 0
+        self.interrupted = 0
         # Guards outcomes/_futures/_finished: settled from several threads.
         self._lock = threading.Lock()
         self._futures = {}
@@ -63,8 +57,8 @@ class Round:
         self._timer = self.schedule(self.deadline, self.expire)
         for key, promise in self.promises.items():
             try:
-                future = self.executor.submit(_run_promise, promise)
-            except Exception as exc:  # executor shut down or refusing work
+                future = self.submit(promise)
+            except Exception as exc:  # executor full, shut down, refusing
                 self._settle(key, Outcome(error=exc))
                 continue
             with self._lock:
@@ -96,20 +90,32 @@ class Round:
             self._finish()
 
     def _settle_rest(self, make_error):
-        """Settle every unsettled promise with an error; cancel its work."""
+        """Settle every unsettled promise with an error; cancel its work:
+        queued work is dropped, asyncio tasks are cancelled, processes are
+        stopped, thread work is abandoned (and counted)."""
+        running = []
         with self._lock:
             if self._finished:
                 return
-            for key in self.promises:
+            for key, promise in self.promises.items():
                 if key in self.outcomes:
                     continue
                 self.outcomes[key] = Outcome(error=make_error(key))
                 future = self._futures.get(key)
-                if (future is not None and not future.cancel()
-                        and not future.done()):
-                    # Running in a thread: it cannot be interrupted. It keeps
-                    # its pool thread until it returns; its result is ignored.
-                    self.abandoned += 1
+                if future is None or promise.shared:
+                    continue  # a shared execution goes on for the others
+                if not future.cancel() and not future.done():
+                    running.append((promise, future))
+        for promise, future in running:
+            if self.interrupt is not None and self.interrupt(promise, future):
+                self.interrupted += 1
+            else:
+                # Running in a thread: it cannot be interrupted. It keeps its
+                # pool thread until it returns; its result is ignored.
+                self.abandoned += 1
+        if self.stats is not None:
+            self.stats.abandoned += self.abandoned
+            self.stats.interrupted += self.interrupted
         self._finish()
 
     def expire(self):
@@ -130,10 +136,11 @@ class Round:
             outcomes = dict(self.outcomes)
         if self._timer is not None:
             self._timer.cancel()
-        if self.abandoned:
+        if self.abandoned or self.interrupted:
             logger.warning(
-                "%d promise(s) still running past their deadline were "
-                "abandoned: %s", self.abandoned,
+                "promise(s) still running when the round ended: %d abandoned "
+                "(threads cannot be interrupted), %d stopped: %s",
+                self.abandoned, self.interrupted,
                 ", ".join(k for k, f in self._futures.items() if f.running()))
         self._done.set()
         if self.on_done is not None:

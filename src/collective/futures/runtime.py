@@ -1,40 +1,170 @@
-"""The process-wide runtime: settings, the side pool and the deadlines.
+"""The process-wide runtime: settings, the executors, the deadlines and the
+shared promises.
 
 One per process. ``configure()`` is called once at Zope startup with the
 validated ``<product-config collective.futures>``; code that runs without a
 Zope startup (test layers, scripts) gets the defaults on first use.
+Executors start on first use: a site that never submits to ``processes``
+never starts a worker process.
 """
 
+import asyncio
+import importlib
+import inspect
 import logging
 import threading
 import time
 
+from .aioloop import AsyncioExecutor
+from .processpool import ProcessPool, dumps_call
 from .rounds import Round
 from .settings import Settings
+from .shared import SharedFutures
 from .sidepool import Deadlines, SidePool
 
 
 logger = logging.getLogger("collective.futures")
 
 
-class Runtime:
-    """Settings plus the executors that run promises, shared by all requests."""
+def run_promise(promise):
+    """Run a promise on a thread-based executor. The traceback of a failing
+    promise is logged here, once, where it ran; the next pass gets the
+    exception."""
+    try:
+        return promise()
+    except Exception:
+        logger.exception(
+            "promise %r (%s) raised; result() will raise it in the next pass",
+            promise.key, promise.name)
+        raise
 
-    def __init__(self, settings=None, executor=None, deadlines=None,
+
+async def run_async_promise(promise):
+    """Run a promise on the asyncio loop (see :func:`run_promise`)."""
+    try:
+        result = promise()
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception(
+            "promise %r (%s) raised; result() will raise it in the next pass",
+            promise.key, promise.name)
+        raise
+
+
+def resolve(dotted):
+    """Import ``my.module:attr`` (or ``my.module.attr``)."""
+    module, sep, attr = dotted.partition(":")
+    if not sep:
+        module, _, attr = dotted.rpartition(".")
+    target = importlib.import_module(module)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target
+
+
+class Runtime:
+    """Settings plus the executors that run promises, shared by all requests.
+
+    ``executors`` (name -> Executor) replaces built-in or configured ones,
+    for embedding and tests.
+    """
+
+    def __init__(self, settings=None, executors=None, deadlines=None,
                  clock=time.monotonic):
         self.settings = settings or Settings()
         self.clock = clock
-        self.executor = executor or SidePool(self.settings.max_workers)
         self.deadlines = deadlines or Deadlines(clock)
+        self.shared = SharedFutures(self.settings.shared_max_entries, clock)
+        self._factories = dict(self.settings.executors)
+        # Guards lazy creation of executors.
+        self._lock = threading.Lock()
+        self._executors = dict(executors or {})
+        self.abandoned = 0
+        self.interrupted = 0
+
+    # executors
+
+    def executor_for(self, name):
+        """The executor called ``name``, created on first use."""
+        with self._lock:
+            executor = self._executors.get(name)
+            if executor is None:
+                executor = self._executors[name] = self._create(name)
+            return executor
+
+    @property
+    def executor(self):
+        """The default (``threads``) executor."""
+        return self.executor_for("threads")
+
+    def _create(self, name):
+        s = self.settings
+        if name == "threads":
+            return SidePool(s.max_workers, max_queue=s.max_queue)
+        if name == "processes":
+            return ProcessPool(s.process_workers, s.process_max_queue,
+                               s.process_start_method)
+        if name == "asyncio":
+            return AsyncioExecutor(s.asyncio_max_concurrency, s.asyncio_max_queue)
+        if name in self._factories:
+            executor = resolve(self._factories[name])()
+            logger.info("executor %r: %r from %s", name, executor,
+                        self._factories[name])
+            return executor
+        raise ValueError(f"unknown executor {name!r}")
+
+    def check_factories(self):
+        """Import every configured executor factory (at startup), so a typo
+        stops Zope instead of failing the first promise."""
+        for name, dotted in self._factories.items():
+            try:
+                factory = resolve(dotted)
+            except (ImportError, AttributeError) as exc:
+                from .exceptions import ConfigurationError
+                raise ConfigurationError(
+                    f"<product-config collective.futures>: executor.{name}: "
+                    f"cannot import {dotted!r}: {exc}") from exc
+            if not callable(factory):
+                from .exceptions import ConfigurationError
+                raise ConfigurationError(
+                    f"<product-config collective.futures>: executor.{name}: "
+                    f"{dotted!r} is not callable")
+
+    def submit(self, promise):
+        """Start ``promise`` on its executor (or join the shared execution
+        of its key); returns a ``concurrent.futures.Future``."""
+        if promise.shared:
+            return self.shared.run(promise, lambda: self._submit(promise))
+        return self._submit(promise)
+
+    def _submit(self, promise):
+        executor = self.executor_for(promise.executor)
+        if isinstance(executor, ProcessPool):
+            return executor.submit_call(
+                promise.key, dumps_call(promise.fn, promise.args, promise.kwargs))
+        if isinstance(executor, AsyncioExecutor):
+            return executor.submit(run_async_promise, promise)
+        return executor.submit(run_promise, promise)
+
+    def interrupt(self, promise, future):
+        """Stop ``future`` if its executor can (processes); True if so."""
+        interrupt = getattr(self.executor_for(promise.executor), "interrupt", None)
+        return bool(interrupt is not None and interrupt(future))
+
+    # rounds
 
     def make_round(self, promises, on_done=None):
         """A Round for ``promises``, not started; its deadline is
         ``timeout`` seconds from now."""
         timeout = self.settings.timeout
         return Round(
-            promises, self.executor, self.deadlines.call_at,
+            promises, self.submit, self.deadlines.call_at,
             deadline=self.clock() + timeout, timeout=timeout,
-            on_done=on_done,
+            on_done=on_done, interrupt=self.interrupt, stats=self,
         )
 
     def start_round(self, promises, on_done=None):
@@ -42,7 +172,13 @@ class Runtime:
         return self.make_round(promises, on_done).start()
 
     def shutdown(self):
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            executors = list(self._executors.values())
+        for executor in executors:
+            try:
+                executor.shutdown(wait=False, cancel_futures=True)
+            except Exception:
+                logger.exception("shutting down %r failed", executor)
         self.deadlines.stop()
 
 
@@ -62,8 +198,10 @@ def get_runtime():
 def configure(settings):
     """Replace the process's runtime with one built from ``settings``."""
     global _runtime
+    runtime = Runtime(settings)
+    runtime.check_factories()
     with _lock:
-        old, _runtime = _runtime, Runtime(settings)
+        old, _runtime = _runtime, runtime
     if old is not None:
         old.shutdown()
     return _runtime

@@ -18,6 +18,35 @@ def _positive_int(value):
     return number
 
 
+def _count(value):
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _start_method(value):
+    text = str(value).strip()
+    if text == "fork":
+        raise ValueError(
+            "fork is unsafe in a threaded server (a child inherits locks held "
+            "by other threads); use forkserver or spawn")
+    if text not in ("forkserver", "spawn"):
+        raise ValueError("must be forkserver or spawn")
+    return text
+
+
+def _dotted(value):
+    text = str(value).strip()
+    module, sep, attr = text.partition(":")
+    if not sep:
+        module, _, attr = text.rpartition(".")
+    if not module or not attr or not all(
+            part.isidentifier() for part in module.split(".") + attr.split(".")):
+        raise ValueError("must be a dotted name such as my.module:make_executor")
+    return text
+
+
 def _passes(value):
     number = int(value)
     if number < 2:
@@ -58,8 +87,41 @@ class Option:
 OPTIONS = (
     Option(
         "max_workers", _positive_int, 32,
-        "Threads in the side pool that runs promises, shared by all "
-        "requests. Promises beyond it wait in the pool's queue.",
+        "Threads of the ``threads`` executor (the default), shared by all "
+        "requests. Promises beyond it wait in its queue.",
+    ),
+    Option(
+        "max_queue", _count, 1000,
+        "Promises that may wait for a thread; past it a promise fails at "
+        "once with ``ExecutorFullError``.",
+    ),
+    Option(
+        "process_workers", _positive_int, 2,
+        "Worker processes of the ``processes`` executor (CPU-bound work), "
+        "started on first use.",
+    ),
+    Option(
+        "process_max_queue", _count, 100,
+        "Promises that may wait for a worker process.",
+    ),
+    Option(
+        "process_start_method", _start_method, "forkserver",
+        "``forkserver`` or ``spawn``; ``fork`` is refused (never fork a "
+        "threaded server).",
+    ),
+    Option(
+        "asyncio_max_concurrency", _positive_int, 1000,
+        "Coroutines the ``asyncio`` executor runs at once on its one loop "
+        "thread.",
+    ),
+    Option(
+        "asyncio_max_queue", _count, 10000,
+        "Coroutines that may wait for a slot on the loop.",
+    ),
+    Option(
+        "shared_max_entries", _positive_int, 1000,
+        "Results of shared promises kept for their time-to-live; the least "
+        "recently used go first.",
     ),
     Option(
         "timeout", _seconds, 30.0,
@@ -82,15 +144,33 @@ OPTIONS = (
 
 _BY_NAME = {option.name: option for option in OPTIONS}
 
+#: ``executor.NAME my.module:factory`` plugs in any
+#: ``concurrent.futures.Executor``; ``factory()`` is called on first use.
+EXECUTOR_PREFIX = "executor."
+BUILTIN_EXECUTORS = ("threads", "processes", "asyncio")
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Validated settings. Build with :meth:`from_mapping`."""
 
     max_workers: int = 32
+    max_queue: int = 1000
+    process_workers: int = 2
+    process_max_queue: int = 100
+    process_start_method: str = "forkserver"
+    asyncio_max_concurrency: int = 1000
+    asyncio_max_queue: int = 10000
+    shared_max_entries: int = 1000
     timeout: float = 30.0
     max_passes: int = 3
     suspend: bool = True
+    #: (name, dotted factory) pairs from ``executor.NAME`` keys.
+    executors: tuple = ()
+
+    @property
+    def executor_names(self):
+        return BUILTIN_EXECUTORS + tuple(name for name, _ in self.executors)
 
     @classmethod
     def from_mapping(cls, mapping=None):
@@ -99,13 +179,17 @@ class Settings:
         An unknown key or a bad value raises :class:`ConfigurationError`
         naming it.
         """
-        values = {}
+        values, executors = {}, []
         for key, raw in (mapping or {}).items():
+            if key.startswith(EXECUTOR_PREFIX):
+                executors.append(_custom_executor(key, raw))
+                continue
             option = _BY_NAME.get(key)
             if option is None:
                 raise ConfigurationError(
                     f"<product-config collective.futures>: unknown key "
-                    f"{key!r}; known keys: {', '.join(sorted(_BY_NAME))}"
+                    f"{key!r}; known keys: {', '.join(sorted(_BY_NAME))}, "
+                    f"and {EXECUTOR_PREFIX}NAME for a custom executor"
                 )
             try:
                 values[key] = option.convert(raw)
@@ -114,8 +198,27 @@ class Settings:
                     f"<product-config collective.futures>: bad value "
                     f"{raw!r} for {key!r}: {exc}"
                 ) from exc
-        return cls(**values)
+        return cls(executors=tuple(sorted(executors)), **values)
+
+
+def _custom_executor(key, raw):
+    name = key[len(EXECUTOR_PREFIX):]
+    if not name.isidentifier():
+        raise ConfigurationError(
+            f"<product-config collective.futures>: {key!r}: the executor name "
+            f"must be an identifier")
+    if name in BUILTIN_EXECUTORS:
+        raise ConfigurationError(
+            f"<product-config collective.futures>: {key!r}: {name!r} is a "
+            f"built-in executor; choose another name")
+    try:
+        return name, _dotted(raw)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"<product-config collective.futures>: bad value {raw!r} for "
+            f"{key!r}: {exc}") from exc
 
 
 # The dataclass defaults and the table must agree; fail at import if not.
-assert {o.name: o.default for o in OPTIONS} == dataclasses.asdict(Settings())
+assert {o.name: o.default for o in OPTIONS} == {
+    k: v for k, v in dataclasses.asdict(Settings()).items() if k != "executors"}

@@ -18,6 +18,8 @@ import logging
 import threading
 import time
 
+from .exceptions import ExecutorFullError
+
 
 logger = logging.getLogger("collective.futures")
 
@@ -31,10 +33,11 @@ class SidePool(concurrent.futures.Executor):
     """
 
     def __init__(self, max_workers, name="collective.futures-worker",
-                 idle_seconds=60.0):
+                 idle_seconds=60.0, max_queue=None):
         if max_workers < 1:
             raise ValueError("max_workers must be 1 or more")
         self.max_workers = max_workers
+        self.max_queue = max_queue
         self._name = name
         self._idle_seconds = idle_seconds
         # One condition guards the queue and the thread counts; submitters
@@ -63,6 +66,11 @@ class SidePool(concurrent.futures.Executor):
         with self._cv:
             if self._shutdown:
                 raise RuntimeError("cannot submit to a SidePool after shutdown")
+            if (self.max_queue is not None
+                    and len(self._queue) - self._idle >= self.max_queue):
+                raise ExecutorFullError(
+                    f"{self._name}: {self.max_queue} promises already wait for "
+                    f"a thread (max_queue)")
             self._queue.append((future, fn, args, kwargs))
             if self._idle < len(self._queue) and (
                     len(self._threads) < self.max_workers):

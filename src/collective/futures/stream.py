@@ -21,7 +21,7 @@ import urllib.parse
 from zope.interface import implementer
 from ZPublisher.Iterators import IUnboundStreamIterator
 
-from .promises import SUSPEND_KEY
+from .promises import SUSPEND_KEY, make_promise
 from .runtime import get_runtime
 
 
@@ -177,8 +177,13 @@ def prepare(result, view_status, view_headers):
                 yield data
 
         return Prepared(status, headers, read_chunks(), close)
+    if hasattr(result, "__aiter__"):
+        iterator = _from_async(result)
+        close = lambda: _aclose(result)  # noqa: E731
+    else:
+        iterator = None
     try:
-        iterator = iter(result)
+        iterator = iterator or iter(result)
     except TypeError:
         raise TypeError(
             f"fn returned {type(result).__name__}: return bytes, str, an "
@@ -195,6 +200,41 @@ def prepare(result, view_status, view_headers):
                 yield bytes(chunk)
 
     return Prepared(status, headers, encoded(), close)
+
+
+def _loop():
+    from .aioloop import AsyncioExecutor
+    executor = get_runtime().executor_for("asyncio")
+    if not isinstance(executor, AsyncioExecutor):
+        raise TypeError("fn returned an async iterable but the asyncio "
+                        "executor is not collective.futures' own")
+    return executor.loop
+
+
+def _from_async(aiterable, chunk_timeout=None):
+    """Iterate an async iterable (an async generator from an ``async def``
+    fn) from this thread, one item at a time, on the asyncio executor's
+    loop."""
+    import asyncio
+
+    loop = _loop()
+    iterator = aiterable.__aiter__()
+    timeout = chunk_timeout or get_runtime().settings.timeout
+    while True:
+        future = asyncio.run_coroutine_threadsafe(iterator.__anext__(), loop)
+        try:
+            # Why wait: this thread writes each item; bounded per item.
+            yield future.result(timeout)
+        except StopAsyncIteration:
+            return
+
+
+def _aclose(aiterable):
+    import asyncio
+
+    aclose = getattr(aiterable, "aclose", None)
+    if aclose is not None:
+        asyncio.run_coroutine_threadsafe(aclose(), _loop()).result(5)
 
 
 class StreamHandoff(BaseException):
@@ -227,19 +267,15 @@ class AsyncWorkerStreamIterator:
     """
 
     def __init__(self, fn, request, /, *args, **kwargs):
-        if not callable(fn):
-            raise TypeError(
-                f"AsyncWorkerStreamIterator(): fn must be callable, not "
-                f"{type(fn).__name__} ({fn!r:.60})")
         environ = getattr(request, "environ", None)
         if not isinstance(environ, dict):
             raise TypeError(
                 f"AsyncWorkerStreamIterator(): request must be the Zope "
                 f"request (self.request), not {type(request).__name__}")
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.name = getattr(fn, "__qualname__", None) or repr(fn)
+        # fn may carry options from futures.promise() (an executor, shared).
+        self.promise = make_promise(
+            "AsyncWorkerStreamIterator", "stream", fn, args, kwargs)
+        self.name = self.promise.name
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
         self.suspendable = bool(environ.get(SUSPEND_KEY))
         self.mode = None          # "head", "handoff" or "inline", once bound
@@ -251,8 +287,21 @@ class AsyncWorkerStreamIterator:
         return f"<AsyncWorkerStreamIterator {self.name} mode={self.mode}>"
 
     def call(self):
-        """Run ``fn`` (on a side thread)."""
-        return self.fn(*self.args, **self.kwargs)
+        """Run ``fn``: here (a side thread) for the ``threads`` executor,
+        else on its executor, waiting for it (bounded by ``timeout``)."""
+        promise = self.promise
+        if promise.executor == "threads" and not promise.shared:
+            return promise()
+        runtime = get_runtime()
+        future = runtime.submit(promise)
+        try:
+            # Why wait: this side thread writes what fn returns. The stream's
+            # own deadline answers 504 at `timeout`; the grace bounds this.
+            return future.result(runtime.settings.timeout + 5.0)
+        except TimeoutError:
+            if not future.cancel():
+                runtime.interrupt(promise, future)
+            raise
 
     # Worker thread, at IPubBeforeCommit
 

@@ -1,0 +1,125 @@
+"""The ``asyncio`` executor: one event loop in one named daemon thread.
+
+Runs on: the ``collective.futures-asyncio`` thread. ``submit`` may be called
+from any thread; it returns a ``concurrent.futures.Future`` whose
+``cancel()`` cancels the task on the loop, even while it runs.
+
+Waiting on the network costs a coroutine, not a thread: thousands of
+promises await at once, bounded by ``max_concurrency`` (a semaphore) and
+``max_queue`` (beyond it ``submit`` raises ExecutorFullError).
+"""
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import threading
+
+from .exceptions import ExecutorFullError
+
+
+logger = logging.getLogger("collective.futures")
+
+
+class AsyncioExecutor(concurrent.futures.Executor):
+    """``submit(fn, *args, **kwargs)`` calls ``fn`` on the loop and awaits
+    what it returns if that is awaitable (an ``async def`` function, or any
+    function returning an awaitable)."""
+
+    def __init__(self, max_concurrency=1000, max_queue=10000,
+                 name="collective.futures-asyncio"):
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self._name = name
+        # Guards the loop's creation and the count of submitted work.
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
+        self._semaphore = None
+        self._pending = 0
+        self._shutdown = False
+
+    @property
+    def loop(self):
+        """The running event loop (started on first use)."""
+        with self._lock:
+            return self._ensure_loop()
+
+    @property
+    def pending(self):
+        """Coroutines submitted and not finished (running or waiting)."""
+        return self._pending
+
+    def _ensure_loop(self):
+        # Called with self._lock held.
+        if self._loop is None:
+            ready = threading.Event()
+            loop = asyncio.new_event_loop()
+
+            def run():
+                asyncio.set_event_loop(loop)
+                self._semaphore = asyncio.Semaphore(self.max_concurrency)
+                ready.set()
+                try:
+                    loop.run_forever()
+                finally:
+                    # Stopped by shutdown(): let cancelled tasks finish their
+                    # cleanup, then release the loop's resources.
+                    tasks = asyncio.all_tasks(loop)
+                    for task in tasks:
+                        task.cancel()
+                    loop.run_until_complete(
+                        asyncio.gather(*tasks, return_exceptions=True))
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
+
+            self._thread = threading.Thread(target=run, name=self._name,
+                                            daemon=True)
+            self._thread.start()
+            # Why wait: submit must not schedule before the loop runs its
+            # setup. Bounded: the thread only creates a semaphore.
+            if not ready.wait(10):
+                raise RuntimeError(f"{self._name} did not start")
+            self._loop = loop
+        return self._loop
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit to the asyncio executor after shutdown")
+            if self._pending >= self.max_concurrency + self.max_queue:
+                raise ExecutorFullError(
+                    f"{self._name}: {self._pending} coroutines already run or "
+                    f"wait (asyncio_max_concurrency + asyncio_max_queue)")
+            loop = self._ensure_loop()
+            self._pending += 1
+        future = asyncio.run_coroutine_threadsafe(
+            self._run(fn, args, kwargs), loop)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, future):
+        with self._lock:
+            self._pending -= 1
+
+    async def _run(self, fn, args, kwargs):
+        async with self._semaphore:
+            result = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        with self._lock:
+            self._shutdown = True
+            loop, thread = self._loop, self._thread
+        if loop is None:
+            return
+        if cancel_futures:
+            def cancel_all():
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()
+            loop.call_soon_threadsafe(cancel_all)
+        loop.call_soon_threadsafe(loop.stop)
+        if wait:
+            thread.join(5.0)

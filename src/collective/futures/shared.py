@@ -1,0 +1,67 @@
+"""Shared promises: one execution for all concurrent requests of a key
+(single flight), and optionally its result kept for a time-to-live.
+
+Runs on: any thread (a lock guards everything). Only results are shared,
+never request state; a shared key is global to the process, so it must not
+depend on who asks (no user ids, no permissions-dependent data in the
+result).
+"""
+
+import collections
+import threading
+import time
+
+from .promises import Outcome
+
+
+class SharedFutures:
+    def __init__(self, max_entries=1000, clock=time.monotonic):
+        self.max_entries = max_entries
+        self.clock = clock
+        # Guards the in-flight futures, the cache and the counters.
+        self._lock = threading.Lock()
+        self._inflight = {}
+        self._cache = collections.OrderedDict()  # key -> (expires, Outcome)
+        self.executions = 0
+        self.joined = 0
+        self.cache_hits = 0
+
+    def cached(self, key):
+        """A fresh kept result for ``key`` (an Outcome), or None."""
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return None
+            expires, outcome = entry
+            if self.clock() >= expires:
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+            self.cache_hits += 1
+            return outcome
+
+    def run(self, promise, submit):
+        """The future of the execution of ``promise.key`` in flight, or of a
+        new one started with ``submit()``."""
+        with self._lock:
+            future = self._inflight.get(promise.key)
+            if future is not None:
+                self.joined += 1
+                return future
+            future = submit()
+            self.executions += 1
+            self._inflight[promise.key] = future
+        future.add_done_callback(
+            lambda f: self._finished(promise.key, promise.ttl, f))
+        return future
+
+    def _finished(self, key, ttl, future):
+        with self._lock:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+            if ttl and not future.cancelled() and future.exception() is None:
+                self._cache[key] = (self.clock() + ttl,
+                                    Outcome(value=future.result()))
+                self._cache.move_to_end(key)
+                while len(self._cache) > self.max_entries:
+                    self._cache.popitem(last=False)

@@ -1,0 +1,134 @@
+"""Executors in a real Zope under real waitress: asyncio fan-out against a
+real slow HTTP service, worker processes that die, shared promises,
+cancellation."""
+
+import concurrent.futures
+import json
+import re
+import time
+
+import pytest
+
+import rawhttp
+from slow_upstream import SlowUpstream
+from zopeinstance import ZopeInstance
+
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    service = SlowUpstream(delay=1.0).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
+def zope(tmp_path_factory):
+    instance = ZopeInstance(
+        tmp_path_factory.mktemp("zope"), threads=2,
+        product_config={"asyncio_max_concurrency": "2000",
+                        "process_workers": "2", "timeout": "20"},
+        server_extra="connection_limit = 1000").create()
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def counters(zope):
+    return json.loads(zope.get("/@@counters")[1])
+
+
+def test_a_thousand_asyncio_promises_take_about_one_second(zope, upstream):
+    zope.get(f"/@@async-fanout?n=5&port={upstream.port}&delay=0.1")  # loop started
+    threads_before = zope.thread_count()
+    start = time.monotonic()
+    status, body = zope.get(f"/@@async-fanout?n=1000&port={upstream.port}&delay=1",
+                            timeout=60)
+    took = time.monotonic() - start
+    assert (status, json.loads(body)) == (200, {"ok": 1000, "n": 1000})
+    assert took < 3.0, took  # 1 s of latency each, all at once
+    assert zope.thread_count() == threads_before
+    names = json.loads(zope.get("/@@threads")[1])
+    assert names.count("collective.futures-asyncio") == 1
+
+
+def test_a_dying_worker_process_fails_only_its_promise(zope):
+    for how, said in [("exit", "exit code 3"), ("SIGKILL", "SIGKILL")]:
+        status, body = zope.get(f"/@@process-crash?how={how}", timeout=60)
+        assert status == 200
+        assert body.startswith("square=49; died: worker process ")
+        assert said in body
+    # The pool was rebuilt: the next promises run.
+    status, body = zope.get("/@@process-pid")
+    pid, zope_pid = map(int, re.match(r"pid=(\d+) zope=(\d+)", body).groups())
+    assert pid != zope_pid
+    assert "starting a new worker process" in zope.log()
+
+
+def test_unpicklable_functions_and_unknown_executors_fail_at_the_call(zope):
+    status, body = zope.get("/@@bad-input?case=pickle")
+    assert status == 200
+    assert body.startswith(
+        "TypeError: collective.futures.submit(): the 'processes' executor needs "
+        "fn and its arguments to be picklable")
+    assert zope.get("/@@bad-input?case=executor") == (
+        200, "ValueError: collective.futures.submit(): unknown executor 'gpu'; "
+             "configured: threads, processes, asyncio")
+
+
+def test_a_hundred_concurrent_requests_share_one_execution(zope):
+    def get(_):
+        return zope.get("/@@shared?counter=flight&delay=1")
+
+    with concurrent.futures.ThreadPoolExecutor(100) as pool:
+        results = list(pool.map(get, range(100)))
+    assert set(results) == {(200, "computed once for flight")}
+    assert counters(zope)["flight.executions"] == 1
+
+
+def test_a_kept_shared_result_needs_no_second_pass(zope):
+    assert zope.get("/@@shared?counter=ttl&ttl=60&delay=0.1") == (
+        200, "computed once for ttl")
+    assert counters(zope)["ttl.passes"] == 2
+    assert zope.get("/@@shared?counter=ttl&ttl=60&delay=0.1") == (
+        200, "computed once for ttl")
+    seen = counters(zope)
+    assert seen["ttl.passes"] == 3  # one pass only for the second request
+    assert seen["ttl.executions"] == 1
+
+
+def test_a_hang_up_cancels_a_running_asyncio_promise(zope):
+    conn = rawhttp.Connection(zope.address)
+    conn.send(rawhttp.get("/@@async-cancel?counter=acancel"))
+    time.sleep(0.5)
+    conn.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        seen = counters(zope)
+        if seen.get("acancel.finally"):
+            break
+        time.sleep(0.1)
+    assert seen.get("acancel.started") == 1
+    assert seen.get("acancel.finally") == 1  # cancelled, not left for 30 s
+
+
+def test_process_work_past_its_deadline_is_stopped(tmp_path):
+    zope = ZopeInstance(tmp_path / "z", product_config={
+        "timeout": "1", "process_workers": "1"}).create().start()
+    try:
+        first = zope.get("/@@process-pid")[1]
+        start = time.monotonic()
+        status, body = zope.get("/@@process-pid?delay=30")
+        assert body == "timed out: promise 'pid' did not finish within 1 s"
+        assert time.monotonic() - start < 3
+        # The only worker was stopped and replaced: the next call runs at
+        # once, in a new process.
+        start = time.monotonic()
+        after = zope.get("/@@process-pid")[1]
+        assert time.monotonic() - start < 10
+        assert after != first
+        assert re.search(r"0 abandoned .*, 1 stopped: pid", zope.log())
+    finally:
+        zope.stop()
