@@ -1,5 +1,5 @@
 # Sourced by scripts/demo and scripts/test: make .venv (or $VENV) with the
-# package and its test extra installed, pinned by constraints.txt (or
+# package and its test and bench extras installed, pinned by constraints.txt (or
 # $CONSTRAINTS, e.g. constraints-oldest.txt for Zope 5.8 + waitress 2.0).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,6 +19,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$CONSTRAINTS" -nt 
     echo "installing collective.futures and its test requirements into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-        -c "$CONSTRAINTS" -e '.[test]'
+        -c "$CONSTRAINTS" -e '.[test,bench]'
     touch "$stamp"
 fi

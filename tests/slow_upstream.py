@@ -15,8 +15,13 @@ async def _handle(reader, writer, default_delay):
             request_line = await reader.readline()
             if not request_line:
                 return
-            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                pass
+            close = False
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                if line.lower().replace(b" ", b"").startswith(b"connection:close"):
+                    close = True
             target = request_line.split()[1].decode("latin-1")
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
             delay = float(query.get("delay", [default_delay])[0])
@@ -26,6 +31,8 @@ async def _handle(reader, writer, default_delay):
                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
                          + body)
             await writer.drain()
+            if close:
+                return
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:

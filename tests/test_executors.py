@@ -271,3 +271,33 @@ def test_a_custom_executor_plugs_in_by_dotted_name():
         Runtime(Settings.from_mapping({"executor.bad": "nowhere:x"})).check_factories()
     with pytest.raises(ConfigurationError, match="built-in executor"):
         Settings.from_mapping({"executor.threads": "a:b"})
+
+
+# the fairness gate
+
+def test_the_resume_gate_lets_slots_resumed_requests_in_at_a_time():
+    from collective.futures.server.fairness import ResumeGate
+
+    queued = []
+
+    class Server:
+        def add_task(self, channel):
+            queued.append(channel)
+
+    class Channel:
+        server = Server()
+
+    channels = [Channel() for _ in range(5)]
+    gate = ResumeGate(slots=2)
+    for channel in channels:
+        gate.resume(channel)
+    assert queued == channels[:2] and gate.waiting == 3
+    gate.done()
+    assert queued == channels[:3]
+    for _ in range(4):
+        gate.done()
+    assert queued == channels and gate.waiting == 0
+    unlimited = ResumeGate(slots=0)
+    for channel in channels:
+        unlimited.resume(channel)
+    assert queued == channels * 2

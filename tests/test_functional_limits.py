@@ -65,26 +65,48 @@ def read_until_closed(address, path, timeout):
     with rawhttp.Connection(address, timeout=timeout) as conn:
         conn.send(rawhttp.get(path))
         try:
-            return conn.read_response()[0]
+            status, headers, body = conn.read_response()
+            return status, headers.get("retry-after"), body
         except (ConnectionError, OSError):
             return "closed"
 
 
-def test_stopping_the_server_closes_suspended_requests_cleanly(make_zope):
-    zope = make_zope().start()
+def test_sigterm_lets_suspended_requests_finish_within_the_grace(make_zope):
+    zope = make_zope(product_config={"shutdown_grace": "10"}).start()
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        clients = [pool.submit(read_until_closed, zope.address,
+                               "/@@slow-futures?delay=1.5", 30) for _ in range(5)]
+        time.sleep(0.5)
+        start = time.monotonic()
+        zope.process.send_signal(signal.SIGTERM)
+        # Draining: a new request that would suspend is refused.
+        time.sleep(0.2)
+        late = read_until_closed(zope.address, "/@@slow-futures?delay=1", 10)
+        outcomes = [c.result(timeout=30) for c in clients]
+        zope.process.wait(20)
+        stopped = time.monotonic() - start
+    assert outcomes == [(200, None, b"futures: slow after 1.5s")] * 5
+    assert late[0] == 503 and late[1] == "5"
+    assert stopped < 5, stopped  # it did not wait for the grace to end
+    assert "draining 5 suspended request(s) within 10 s" in zope.log()
+
+
+def test_sigterm_answers_503_to_what_is_still_suspended_after_the_grace(make_zope):
+    zope = make_zope(product_config={"shutdown_grace": "1"}).start()
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         clients = [pool.submit(read_until_closed, zope.address,
                                "/@@slow-futures?delay=60", 30) for _ in range(5)]
         time.sleep(0.5)
         assert not any(c.done() for c in clients)
         start = time.monotonic()
-        code = zope.stop(signal.SIGTERM, timeout=15)
+        zope.process.send_signal(signal.SIGTERM)
+        outcomes = [c.result(timeout=30) for c in clients]
+        zope.process.wait(20)
         stopped = time.monotonic() - start
-        outcomes = [c.result(timeout=15) for c in clients]
-    assert stopped < 10, stopped
-    assert code is not None
-    # Nobody hangs: every client sees its connection closed.
-    assert outcomes == ["closed"] * 5
+    # Nobody is left without an answer: a 503 with Retry-After each.
+    assert [(o[0], o[1]) for o in outcomes] == [(503, "5")] * 5
+    assert stopped < 8, stopped
+    assert "answered 5 request(s) still suspended after 1 s with a 503" in zope.log()
 
 
 @pytest.mark.parametrize("config, message", [

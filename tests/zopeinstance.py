@@ -6,6 +6,8 @@ etc/zope.ini with Zope's stock pipeline (httpexceptions, translogger, zope),
 etc/site.zcml, var/Data.fs (FileStorage).
 """
 
+import base64
+import hashlib
 import http.client
 import os
 import pathlib
@@ -17,6 +19,8 @@ import time
 
 
 HERE = pathlib.Path(__file__).resolve().parent
+#: The instance's Manager (user, password).
+ADMIN = ("admin", "secret")
 
 #: Zope's ``runwsgi`` and gunicorn, run by this interpreter (a venv's or
 #: zc.buildout's bin/test, whose scripts live elsewhere).
@@ -168,6 +172,9 @@ class ZopeInstance:
             includes.insert(0, '  <include package="collective.futures" />')
         (self.home / "etc/site.zcml").write_text(
             SITE_ZCML.format(includes="\n".join(includes)))
+        # The initial Manager, created by Zope at its first start.
+        digest = base64.b64encode(hashlib.sha1(ADMIN[1].encode()).digest()).decode()
+        (self.home / "inituser").write_text(f"{ADMIN[0]}:{{SHA}}{digest}\n")
         return self
 
     # process
@@ -262,6 +269,10 @@ class ZopeInstance:
             return response.status, dict(response.getheaders()), response.read()
         finally:
             connection.close()
+
+    def admin_headers(self):
+        token = base64.b64encode(":".join(ADMIN).encode()).decode()
+        return {"Authorization": f"Basic {token}"}
 
     def get(self, path, **kw):
         status, headers, body = self.request(path, **kw)

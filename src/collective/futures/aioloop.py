@@ -37,6 +37,7 @@ class AsyncioExecutor(concurrent.futures.Executor):
         self._thread = None
         self._semaphore = None
         self._pending = 0
+        self._running = 0
         self._shutdown = False
 
     @property
@@ -49,6 +50,16 @@ class AsyncioExecutor(concurrent.futures.Executor):
     def pending(self):
         """Coroutines submitted and not finished (running or waiting)."""
         return self._pending
+
+    @property
+    def running(self):
+        """Coroutines holding a concurrency slot."""
+        return self._running
+
+    @property
+    def queued(self):
+        """Coroutines waiting for a slot."""
+        return max(0, self._pending - self._running)
 
     def _ensure_loop(self):
         # Called with self._lock held.
@@ -104,10 +115,14 @@ class AsyncioExecutor(concurrent.futures.Executor):
 
     async def _run(self, fn, args, kwargs):
         async with self._semaphore:
-            result = fn(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
+            self._running += 1  # only the loop thread changes it
+            try:
+                result = fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+            finally:
+                self._running -= 1
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         with self._lock:

@@ -220,6 +220,16 @@ class ProcessPool(concurrent.futures.Executor):
         return False
 
     @property
+    def queued(self):
+        with self._cv:
+            return len(self._queue)
+
+    @property
+    def running(self):
+        with self._cv:
+            return sum(1 for s in self._slots if s.current is not None)
+
+    @property
     def processes(self):
         with self._cv:
             return [s.process.pid for s in self._slots if s.process is not None]

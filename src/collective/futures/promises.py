@@ -9,6 +9,7 @@ back, so this state needs no lock.
 
 import dataclasses
 import inspect
+import time
 import typing
 
 
@@ -122,10 +123,29 @@ def make_promise(func, key, fn, args, kwargs):
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What a promise produced: a value, or the exception it raised."""
+    """What a promise produced: a value, or the exception it raised; where
+    it ran and how long the request waited for it."""
 
     value: object = None
     error: BaseException = None
+    executor: str = None
+    seconds: float = None
+
+    @property
+    def kind(self):
+        """completed, failed, timed_out, cancelled or rejected."""
+        from .exceptions import (
+            ExecutorFullError, FutureCancelledError, FutureTimeoutError)
+        error = self.error
+        if error is None:
+            return "completed"
+        if isinstance(error, FutureTimeoutError):
+            return "timed_out"
+        if isinstance(error, FutureCancelledError):
+            return "cancelled"
+        if isinstance(error, ExecutorFullError):
+            return "rejected"
+        return "failed"
 
     def unwrap(self):
         if self.error is not None:
@@ -144,6 +164,9 @@ class RequestFutures:
         self.resolved = {}
         self.pending = {}
         self.rounds = 0
+        self.started = time.monotonic()
+        #: Set (to a reason) when the next pass must be a 503 instead.
+        self.unavailable = None
 
     @property
     def passes(self):
@@ -163,6 +186,14 @@ class RequestFutures:
     def record(self, outcomes):
         """Store a finished round's outcomes (key -> :class:`Outcome`)."""
         self.resolved.update(outcomes)
+
+    def summary(self):
+        """``key [executor] 1.02s completed, ...`` for the request log."""
+        return ", ".join(
+            f"{key} [{o.executor or 'shared cache'}] "
+            f"{'-' if o.seconds is None else f'{o.seconds:.3f}s'} "
+            f"{o.kind if o.error is None else type(o.error).__name__}"
+            for key, o in self.resolved.items())
 
     def __repr__(self):
         return (

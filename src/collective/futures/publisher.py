@@ -22,11 +22,14 @@ import logging
 import tempfile
 import threading
 
+import time
+
 import transaction
 import zope.event
 from transaction.interfaces import TransientError
+from zExceptions import HTTPServiceUnavailable
 from zope.event import notify
-from ZPublisher.interfaces import IPubBeforeCommit
+from ZPublisher.interfaces import IPubBeforeCommit, IPubFailure, IPubSuccess
 from ZPublisher.pubevents import PubBeforeAbort, PubFailure
 
 from .exceptions import ReplayImpossibleError, TooManyPassesError
@@ -36,6 +39,8 @@ from .stream import AsyncWorkerStreamIterator
 
 
 logger = logging.getLogger("collective.futures")
+#: One line per request that used futures (its own logger, to route it).
+request_log = logging.getLogger("collective.futures.requests")
 
 
 class SuspendRequest(BaseException):
@@ -115,6 +120,9 @@ def _make_body_replayable(request, chunk=1 << 16):
 
 def _end_pass(event):
     if not IPubBeforeCommit.providedBy(event):
+        if IPubSuccess.providedBy(event) or (
+                IPubFailure.providedBy(event) and not event.retry):
+            _request_done(event)
         return
     request = event.request
     state = request.environ.get(STATE_KEY)
@@ -130,12 +138,43 @@ def _end_pass(event):
             f"pass {state.passes} submitted promises "
             f"({', '.join(sorted(state.pending))}) but max_passes is "
             f"{settings.max_passes}")
-    if settings.suspend and request.environ.get(SUSPEND_KEY):
+    suspending = settings.suspend and bool(request.environ.get(SUSPEND_KEY))
+    refusal = runtime.admission(state.pending, suspending)
+    if refusal is not None:
+        if settings.overload == "wait" and not runtime.draining:
+            suspending = False  # run this request's promises in its worker
+        else:
+            runtime.metrics.request_rejected()
+            logger.warning("503 for %s %s: %s", request.get("REQUEST_METHOD"),
+                           request.get("PATH_INFO"), refusal)
+            error = HTTPServiceUnavailable(
+                f"Service Unavailable: {refusal}; retry later")
+            error.setHeader("Retry-After", str(settings.retry_after))
+            raise error
+    if suspending:
         _log_mode_once("suspend", request)
         _suspend(request, state)
     else:
         _log_mode_once("wait", request)
         _wait_and_replay(request, state, runtime)
+
+
+def _request_done(event):
+    """The last pass of a request that used futures is over: one log line,
+    and the metrics."""
+    request = event.request
+    state = request.environ.get(STATE_KEY)
+    if state is None or not state.rounds:
+        return
+    if IPubSuccess.providedBy(event):
+        outcome = str(request.response.getStatus())
+    else:
+        outcome = event.exc_info[0].__name__
+    get_runtime().metrics.request_done(state.passes, outcome)
+    request_log.info(
+        "%s %s: %s after %d passes in %.3fs; promises: %s",
+        request.get("REQUEST_METHOD"), request.get("PATH_INFO"), outcome,
+        state.passes, time.monotonic() - state.started, state.summary())
 
 
 def _suspend(request, state):

@@ -7,8 +7,10 @@ is up) or the server's main loop (the client hung up). Whichever settles the
 last promise calls ``on_done`` once, outside the lock.
 """
 
+import dataclasses
 import logging
 import threading
+import time
 
 from .exceptions import FutureCancelledError, FutureTimeoutError
 from .promises import Outcome
@@ -25,15 +27,18 @@ class Round:
     and returns something with ``cancel()``; ``deadline`` is that time.
     ``on_done(outcomes)`` receives key -> :class:`Outcome` exactly once.
     ``interrupt(promise, future)`` stops running work where the executor
-    can (processes); ``stats`` gets ``abandoned``/``interrupted`` counts.
+    can (processes); ``metrics`` (see metrics.Metrics) is told what
+    happened to each promise.
     """
 
     def __init__(self, promises, submit, schedule, deadline, timeout,
-                 on_done=None, interrupt=None, stats=None):
+                 on_done=None, interrupt=None, metrics=None, clock=time.monotonic):
         self.promises = dict(promises)
         self.submit = submit
         self.interrupt = interrupt
-        self.stats = stats
+        self.metrics = metrics
+        self.clock = clock
+        self.started = clock()
         self.schedule = schedule
         self.deadline = deadline
         self.timeout = timeout
@@ -56,6 +61,8 @@ class Round:
         """Submit every promise and arm the deadline. Returns self."""
         self._timer = self.schedule(self.deadline, self.expire)
         for key, promise in self.promises.items():
+            if self.metrics is not None:
+                self.metrics.promise_submitted(promise.executor)
             try:
                 future = self.submit(promise)
             except Exception as exc:  # executor full, shut down, refusing
@@ -80,11 +87,21 @@ class Round:
             value=future.result())
         self._settle(key, outcome)
 
+    def _stamp(self, key, outcome):
+        """The outcome with where it ran and how long it took; counted."""
+        promise = self.promises[key]
+        seconds = self.clock() - self.started
+        if self.metrics is not None:
+            self.metrics.promise_settled(promise.executor, promise.name,
+                                         outcome.kind, seconds)
+        return dataclasses.replace(outcome, executor=promise.executor,
+                                   seconds=seconds)
+
     def _settle(self, key, outcome):
         with self._lock:
             if self._finished or key in self.outcomes:
                 return
-            self.outcomes[key] = outcome
+            self.outcomes[key] = outcome = self._stamp(key, outcome)
             complete = len(self.outcomes) == len(self.promises)
         if complete:
             self._finish()
@@ -100,7 +117,7 @@ class Round:
             for key, promise in self.promises.items():
                 if key in self.outcomes:
                     continue
-                self.outcomes[key] = Outcome(error=make_error(key))
+                self.outcomes[key] = self._stamp(key, Outcome(error=make_error(key)))
                 future = self._futures.get(key)
                 if future is None or promise.shared:
                     continue  # a shared execution goes on for the others
@@ -113,9 +130,8 @@ class Round:
                 # Running in a thread: it cannot be interrupted. It keeps its
                 # pool thread until it returns; its result is ignored.
                 self.abandoned += 1
-        if self.stats is not None:
-            self.stats.abandoned += self.abandoned
-            self.stats.interrupted += self.interrupted
+        if self.metrics is not None:
+            self.metrics.work_stopped(self.abandoned, self.interrupted)
         self._finish()
 
     def expire(self):

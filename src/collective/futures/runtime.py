@@ -16,6 +16,7 @@ import threading
 import time
 
 from .aioloop import AsyncioExecutor
+from .metrics import HISTORY_INTERVAL, Metrics
 from .processpool import ProcessPool, dumps_call
 from .rounds import Round
 from .settings import Settings
@@ -83,8 +84,57 @@ class Runtime:
         # Guards lazy creation of executors.
         self._lock = threading.Lock()
         self._executors = dict(executors or {})
-        self.abandoned = 0
-        self.interrupted = 0
+        self.metrics = Metrics()
+        #: Set by a graceful shutdown: no new suspensions.
+        self.draining = False
+        self._sampling = False
+
+    def start_sampling(self):
+        """Sample the metrics' history every HISTORY_INTERVAL seconds, on the
+        deadline thread."""
+        if self._sampling:
+            return
+        self._sampling = True
+
+        def sample():
+            try:
+                self.metrics.sample(self)
+            finally:
+                if self._sampling:
+                    self.deadlines.call_later(HISTORY_INTERVAL, sample)
+
+        self.deadlines.call_later(0, sample)
+
+    def executor_gauges(self):
+        """name -> {"queued": n, "running": n} for the executors started."""
+        with self._lock:
+            executors = dict(self._executors)
+        return {name: {"queued": getattr(executor, "queued", 0),
+                       "running": getattr(executor, "running", 0)}
+                for name, executor in sorted(executors.items())}
+
+    def admission(self, promises, suspending):
+        """Why a request submitting ``promises`` must be turned away now
+        (a bound is reached), or None."""
+        if self.draining:
+            return "the server is shutting down"
+        if suspending and self.metrics.suspended >= self.settings.max_suspended:
+            return (f"{self.metrics.suspended} requests are suspended "
+                    f"(max_suspended)")
+        wanted = {}
+        for promise in promises.values():
+            wanted[promise.executor] = wanted.get(promise.executor, 0) + 1
+        for name, count in wanted.items():
+            executor = self.executor_for(name)
+            bound = getattr(executor, "max_queue", None)
+            if bound is None:
+                continue  # a custom executor: its own business
+            capacity = (getattr(executor, "max_workers", None)
+                        or getattr(executor, "max_concurrency", 0))
+            free = max(0, capacity - getattr(executor, "running", 0))
+            if getattr(executor, "queued", 0) + max(0, count - free) > bound:
+                return f"the {name} executor's queue is full (max_queue)"
+        return None
 
     # executors
 
@@ -164,7 +214,8 @@ class Runtime:
         return Round(
             promises, self.submit, self.deadlines.call_at,
             deadline=self.clock() + timeout, timeout=timeout,
-            on_done=on_done, interrupt=self.interrupt, stats=self,
+            on_done=on_done, interrupt=self.interrupt, metrics=self.metrics,
+            clock=self.clock,
         )
 
     def start_round(self, promises, on_done=None):
@@ -172,6 +223,7 @@ class Runtime:
         return self.make_round(promises, on_done).start()
 
     def shutdown(self):
+        self._sampling = False
         with self._lock:
             executors = list(self._executors.values())
         for executor in executors:
@@ -192,6 +244,7 @@ def get_runtime():
     with _lock:
         if _runtime is None:
             _runtime = Runtime()
+            _runtime.start_sampling()
         return _runtime
 
 
@@ -200,6 +253,7 @@ def configure(settings):
     global _runtime
     runtime = Runtime(settings)
     runtime.check_factories()
+    runtime.start_sampling()
     with _lock:
         old, _runtime = _runtime, runtime
     if old is not None:

@@ -47,6 +47,27 @@ def _dotted(value):
     return text
 
 
+def _slots(value):
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    return _count(text)
+
+
+def _token(value):
+    text = str(value).strip()
+    if text and len(text) < 16:
+        raise ValueError("a scrape token must have 16 characters or more")
+    return text
+
+
+def _overload(value):
+    text = str(value).strip().lower()
+    if text not in ("reject", "wait"):
+        raise ValueError("must be reject (503) or wait (run in the worker)")
+    return text
+
+
 def _passes(value):
     number = int(value)
     if number < 2:
@@ -135,6 +156,37 @@ OPTIONS = (
         "allows one round of promises, 3 allows dependent lookups.",
     ),
     Option(
+        "max_suspended", _positive_int, 1000,
+        "Requests that may be suspended at once; past it a request that "
+        "wants to suspend gets ``overload``'s answer.",
+    ),
+    Option(
+        "overload", _overload, "reject",
+        "What a request that would pass a bound (``max_suspended``, an "
+        "executor's queue) gets: ``reject``, a 503 with ``Retry-After``; "
+        "``wait``, its promises run while its worker waits.",
+    ),
+    Option(
+        "retry_after", _positive_int, 5,
+        "Seconds in the ``Retry-After`` header of a 503.",
+    ),
+    Option(
+        "resume_slots", _slots, "auto",
+        "Resumed requests allowed in waitress's task queue at once; the rest "
+        "wait their turn so fresh requests are not stuck behind a burst of "
+        "re-queued passes. ``auto``: waitress's ``threads``; ``0``: no limit.",
+    ),
+    Option(
+        "shutdown_grace", _seconds, 20.0,
+        "Seconds SIGTERM/SIGINT waits for running promises before answering "
+        "the requests still suspended with a 503 and exiting.",
+    ),
+    Option(
+        "metrics_token", _token, "",
+        "A bearer token that lets a scraper read ``@@futures-metrics`` "
+        "without a Manager login (16 characters or more).",
+    ),
+    Option(
         "suspend", _boolean, True,
         "``on``: under waitress, free the worker thread while promises run. "
         "``off``: always wait in the worker (the mode used under other "
@@ -162,6 +214,12 @@ class Settings:
     asyncio_max_concurrency: int = 1000
     asyncio_max_queue: int = 10000
     shared_max_entries: int = 1000
+    max_suspended: int = 1000
+    overload: str = "reject"
+    retry_after: int = 5
+    resume_slots: object = "auto"
+    shutdown_grace: float = 20.0
+    metrics_token: str = ""
     timeout: float = 30.0
     max_passes: int = 3
     suspend: bool = True

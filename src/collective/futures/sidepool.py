@@ -61,6 +61,12 @@ class SidePool(concurrent.futures.Executor):
         with self._cv:
             return len(self._queue)
 
+    @property
+    def running(self):
+        """Work items being run now."""
+        with self._cv:
+            return len(self._threads) - self._idle
+
     def submit(self, fn, /, *args, **kwargs):
         future = concurrent.futures.Future()
         with self._cv:

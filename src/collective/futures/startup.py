@@ -11,6 +11,7 @@ from App.config import getConfiguration
 
 from . import runtime, server
 from .settings import Settings
+from .shutdown import Drain
 
 
 logger = logging.getLogger("collective.futures")
@@ -28,13 +29,26 @@ def process_starting(event):
     settings = Settings.from_mapping(product_config())
     runtime.configure(settings)
     if settings.suspend and server.install():
+        from .server.channel import detached_channels
+        Drain(detached_channels).install()
         mode = ("suspend mode under waitress %s (the worker thread is freed "
                 "while promises run); wait mode under other servers"
                 % server.internals.WAITRESS_VERSION)
     else:
         mode = ("wait mode (promises run concurrently while the worker "
                 "thread waits)")
+    _add_control_panel_tab()
     logger.info(
         "collective.futures ready: %s; max_workers=%d timeout=%gs "
         "max_passes=%d", mode, settings.max_workers, settings.timeout,
         settings.max_passes)
+
+
+def _add_control_panel_tab():
+    # A patch: the Control Panel's tabs are a class attribute with no
+    # registration hook. One tab, added once.
+    from App.ApplicationManager import ApplicationManager
+    tab = {"label": "Futures", "action": "manage_futures"}
+    if tab not in ApplicationManager.manage_options:
+        ApplicationManager.manage_options = (
+            tuple(ApplicationManager.manage_options) + (tab,))

@@ -14,14 +14,27 @@ Exactly one ``service()`` per channel is ever queued or running, as in stock
 waitress: a suspended channel is in neither state until ``_resume``.
 """
 
+import threading
 import time
+import weakref
 
 from ..publisher import SuspendRequest
 from ..runtime import get_runtime
 from ..stream import StreamHandoff
+from .fairness import gate_for
 from .internals import HTTPChannel
 from .streaming import StreamJob
 from .task import FuturesTask
+
+
+# Channels whose request is detached now, for a graceful shutdown.
+_detached = weakref.WeakSet()
+_detached_lock = threading.Lock()
+
+
+def detached_channels():
+    with _detached_lock:
+        return list(_detached)
 
 
 class FuturesChannel(HTTPChannel):
@@ -35,6 +48,9 @@ class FuturesChannel(HTTPChannel):
     resumed_state = None
     #: The task of a finished stream, handed to the next ``service()``.
     completed_stream = None
+    #: Set while a resumed request holds a slot of the fairness gate.
+    _gated = False
+    _suspended_state = None
 
     # ASYNCHRONOUS METHODS (main loop)
 
@@ -70,16 +86,21 @@ class FuturesChannel(HTTPChannel):
     # SYNCHRONOUS METHODS (worker thread)
 
     def service(self):
+        gated, self._gated = self._gated, False
         try:
             super().service()
         except SuspendRequest as suspension:
             self._suspend(suspension.state)
         except StreamHandoff as handoff:
             self._stream(handoff.task, handoff.stream)
+        finally:
+            if gated:
+                gate_for(self.server, get_runtime().settings.resume_slots).done()
 
     def _suspend(self, state):
         # The pass raised before start_response: nothing was written and
         # requests[0] is still held, unclosed (see internals.py, point 3).
+        self._suspended_state = state
         round_ = get_runtime().make_round(
             state.take_pending(),
             on_done=lambda outcomes: self._resume(state, outcomes))
@@ -93,19 +114,41 @@ class FuturesChannel(HTTPChannel):
     def _detach(self, job):
         self.detached = job
         self.last_activity = time.time()
+        get_runtime().metrics.suspend()
+        with _detached_lock:
+            _detached.add(self)
         job.start()
         # Wake the main loop: readable() changed.
         self.server.pull_trigger()
+
+    def _attach(self):
+        self.detached = None
+        with _detached_lock:
+            _detached.discard(self)
+        get_runtime().metrics.resume()
+
+    def refuse(self, reason):
+        """Answer the detached request with a 503 instead of its next pass
+        (a graceful shutdown whose grace is over). Any thread."""
+        detached = self.detached
+        if isinstance(detached, StreamJob):
+            detached.refuse(reason)
+        elif detached is not None:
+            self._suspended_state.unavailable = reason
+            detached.cancel(reason)
 
     # Called by whichever thread finishes the detached work.
 
     def _resume(self, state, outcomes):
         state.record(outcomes)
         self.resumed_state = state
-        self.detached = None
-        self.server.add_task(self)
+        self._attach()
+        # Through the gate, so a burst of resumed requests cannot queue
+        # ahead of every fresh one (fairness.py).
+        self._gated = True
+        gate_for(self.server, get_runtime().settings.resume_slots).resume(self)
 
     def _stream_done(self, job):
         self.completed_stream = job.task
-        self.detached = None
+        self._attach()
         self.server.add_task(self)

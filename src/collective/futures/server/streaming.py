@@ -23,6 +23,7 @@ from .internals import ClientDisconnected
 
 
 logger = logging.getLogger("collective.futures")
+request_log = logging.getLogger("collective.futures.requests")
 
 
 class StreamStalled(Exception):
@@ -45,6 +46,8 @@ class StreamJob:
         self._completed = False
         self._future = None
         self._timer = None
+        self.started = time.monotonic()
+        self.outcome = None  # for the log line and the metrics
 
     # Any thread
 
@@ -64,6 +67,16 @@ class StreamJob:
         logger.info("stream %s: %s before its first byte", self.stream.name, reason)
         self.task.close_on_finish = True
         self._complete()
+
+    def refuse(self, reason):
+        """The server is stopping: 503 if nothing was sent yet."""
+        with self._lock:
+            if self.state != "pending":
+                return  # streaming: it ends when the process does
+            self.state = "refused"
+        if self._future is not None:
+            self._future.cancel()
+        self._send_error(error_prepared(503, f"Service Unavailable: {reason}"))
 
     def _expire(self):
         """Deadline thread: fn produced no first byte within timeout."""
@@ -121,19 +134,23 @@ class StreamJob:
                     "closing the connection", self.stream.name,
                     task.content_bytes_written, task.content_length)
                 task.close_on_finish = True
+                self.outcome = "truncated"
             else:
                 task.finish()
+                self.outcome = "complete"
         except (ClientDisconnected, StreamStalled) as exc:
             logger.info("stream %s stopped: %s", self.stream.name,
                         "the client disconnected" if isinstance(
                             exc, ClientDisconnected) else exc)
             task.close_on_finish = True
+            self.outcome = "client gone"
         except Exception:
             # Mid-stream: the status line is gone, so the only honest signal
             # left is a connection closed before the body is complete.
             logger.exception("stream %s raised after its first byte: the "
                              "response is truncated", self.stream.name)
             task.close_on_finish = True
+            self.outcome = "truncated"
         finally:
             try:
                 prepared.close()
@@ -189,8 +206,16 @@ class StreamJob:
             if self._completed:
                 return
             self._completed = True
+            outcome = self.outcome or self.state
         if self._timer is not None:
             self._timer.cancel()
+        get_runtime().metrics.stream_done(outcome)
+        task = self.task
+        request_log.info(
+            "%s %s: stream %s %s: %s, %d bytes in %.3fs",
+            task.request.command, task.request.path, self.stream.name,
+            self.stream.promise.executor, outcome, task.content_bytes_written,
+            time.monotonic() - self.started)
         self.on_done(self)
 
 

@@ -4,8 +4,10 @@ Runs on: a waitress worker thread.
 """
 
 from ..promises import STATE_KEY, SUSPEND_KEY
-from ..stream import StreamHandoff
+from ..runtime import get_runtime
+from ..stream import StreamHandoff, error_prepared
 from .internals import WSGITask
+from .streaming import set_response
 
 
 class FuturesTask(WSGITask):
@@ -21,11 +23,28 @@ class FuturesTask(WSGITask):
             self.channel.completed_stream = None
             self.close_on_finish = completed.close_on_finish
             return
+        state = self.channel.resumed_state
+        if state is not None and state.unavailable:
+            self.channel.resumed_state = None
+            self.unavailable(state.unavailable)
+            return
         try:
             super().service()
         except StreamHandoff as handoff:
             handoff.task = self  # the channel streams into this task
             raise
+
+    def unavailable(self, reason):
+        """Answer 503 without publishing (internals.py, point 7)."""
+        self.start()
+        prepared = error_prepared(503, f"Service Unavailable: {reason}")
+        retry_after = str(get_runtime().settings.retry_after)
+        set_response(self, prepared.status,
+                     prepared.headers + [("Retry-After", retry_after)])
+        self.complete = True
+        for chunk in prepared.chunks:
+            self.write(chunk)
+        self.finish()
 
     def get_environment(self):
         if self.environ is not None:

@@ -1,0 +1,461 @@
+"""The benchmark suite: collective.futures against stock Zope and against
+the physical limit.
+
+    ./scripts/bench            # the whole suite, about 4-5 minutes on 2 cores
+    ./scripts/bench --quick    # a smoke run (well under a minute)
+
+Real parts only: a slow upstream HTTP service on 127.0.0.1 (asyncio, in a
+process of its own, latency L per request), real Zope instances served by
+real waitress (``runwsgi``), and a closed-loop asyncio load generator whose
+own ceiling is measured against a trivial server. Each measurement gets a
+fresh instance (the quick run reuses one per configuration).
+
+Writes a table to stdout, and ``benchmark.json`` (every figure, the
+machine) and ``benchmark.png`` (throughput and plain-page p99 against C) to
+``--out`` (default ``var/benchmark``).
+"""
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT / "tests")]
+
+import loadgen  # noqa: E402
+from zopeinstance import ZopeInstance, subprocess_env  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    name: str
+    path: str
+    threads: int = 2
+    futures: bool = True
+    #: product-config on top of FUTURES_CONFIG
+    extra: tuple = ()
+    #: the concurrencies it runs at (default: all)
+    only: tuple = ()
+
+
+CONFIGS = (
+    Config("stock, threads=2", "/@@bench-blocking", futures=False),
+    Config("stock, threads=64", "/@@bench-blocking", threads=64, futures=False),
+    Config("futures, threads executor", "/@@bench-futures"),
+    Config("stream iterator", "/@@bench-stream"),
+    Config("futures, asyncio executor", "/@@bench-asyncio"),
+    # The same as the third, without the fairness gate (resume_slots 0):
+    # the "before" of the fairness remedy.
+    Config("futures, threads, no fairness gate", "/@@bench-futures",
+           extra=(("resume_slots", "0"),), only=(64, 256)),
+)
+
+#: Settings of the collective.futures instances. The thread executor is
+#: sized for the largest C measured (the default, 32, would cap the thread
+#: executor and the stream iterator at 32 / L requests per second).
+FUTURES_CONFIG = {"max_workers": "512", "asyncio_max_concurrency": "2000",
+                  "timeout": "60"}
+SERVER_EXTRA = "connection_limit = 4000\nbacklog = 4096"
+
+
+# measurement helpers
+
+def percentile(samples, q):
+    """(value, censored) at quantile q of the samples' latencies, in s."""
+    if not samples:
+        return None, False
+    ordered = sorted(samples, key=lambda s: s.latency)
+    sample = ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return sample.latency, sample.censored
+
+
+def describe(samples, prefix):
+    figures = {f"{prefix}_count": len(samples),
+               f"{prefix}_censored": sum(s.censored for s in samples)}
+    for q, label in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
+        value, censored = percentile(samples, q)
+        figures[f"{prefix}_{label}_ms"] = None if value is None else round(value * 1000, 1)
+        figures[f"{prefix}_{label}_censored"] = censored
+    return figures
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Sampler:
+    """Peak RSS and thread count of a process, sampled every 50 ms."""
+
+    def __init__(self, zope):
+        self.zope = zope
+        self.rss = self.threads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler",
+                                        daemon=True)
+
+    def _run(self):
+        while True:
+            try:
+                self.rss = max(self.rss, self.zope.rss())
+                self.threads = max(self.threads, self.zope.thread_count())
+            except (OSError, RuntimeError):
+                return
+            if self._stop.wait(0.05):
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+
+def load(zope, path, concurrency, duration, probe="/@@bench-plain", stagger=1.0):
+    return asyncio.run(loadgen.run(
+        "127.0.0.1", zope.port, path, concurrency, duration,
+        probe_path=probe, stagger=stagger))
+
+
+def throughput(samples, started, end, warm):
+    """Requests per second after ``warm`` seconds, summed over the virtual
+    users. A user with several completions in the window contributes
+    (k - 1) / (time between its first and last): exact for a closed loop,
+    where counting completions in a fixed window is off by up to one per
+    user. A user with fewer (an overloaded server) contributes its count
+    over the window."""
+    window_start = started + warm
+    window = max(end - window_start, 1e-9)
+    by_user = {}
+    for s in samples:
+        if not s.censored and s.status == 200 and s.end >= window_start:
+            by_user.setdefault(s.user, []).append(s.end)
+    total = 0.0
+    for ends in by_user.values():
+        if len(ends) >= 3:
+            total += (len(ends) - 1) / max(max(ends) - min(ends), 1e-9)
+        else:
+            total += len(ends) / window
+    return total
+
+
+class Upstream:
+    """The slow service, in its own process."""
+
+    def __enter__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests/slow_upstream.py"), "0"],
+            stdout=subprocess.PIPE, text=True, env=subprocess_env())
+        line = self.process.stdout.readline()
+        match = re.match(r"listening on (\d+)", line)
+        if not match:
+            self.process.kill()
+            raise RuntimeError(f"the upstream did not start: {line!r}")
+        self.port = int(match.group(1))
+        return self
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        self.process.wait(10)
+
+
+# the suite
+
+class Suite:
+    def __init__(self, args, tmp, upstream):
+        self.args = args
+        self.tmp = pathlib.Path(tmp)
+        self.upstream = upstream
+        self.instances = 0
+        self.report = {"machine": machine(), "settings": {
+            "latency_s": args.latency, "duration_s": args.duration,
+            "concurrency": args.concurrency, "futures_config": FUTURES_CONFIG,
+            "waitress": SERVER_EXTRA.replace("\n", "; "),
+            "fresh_instance_per_measurement": not args.quick,
+        }, "results": {}, "ceilings": {}, "ratios": {}}
+
+    def instance(self, config):
+        self.instances += 1
+        zope = ZopeInstance(
+            self.tmp / f"zope{self.instances}", threads=config.threads,
+            futures=config.futures, packages=("benchapp",),
+            product_config=({**FUTURES_CONFIG, **dict(config.extra)}
+                            if config.futures else None),
+            server_extra=SERVER_EXTRA).create().start()
+        for path in (f"{config.path}?port={self.upstream.port}&delay=0",
+                     "/@@bench-plain"):
+            for _ in range(3):
+                zope.request(path)
+        return zope
+
+    def url(self, config, latency):
+        return f"{config.path}?port={self.upstream.port}&delay={latency:g}"
+
+    def measure(self, zope, config, concurrency, latency, duration):
+        unloaded = load(zope, "/@@bench-plain", 0, self.args.probe_seconds)[1]
+        rss_before, cpu_before = zope.rss(), cpu_seconds(zope.pid)
+        with Sampler(zope) as sampler:
+            samples, probes, started, end = load(
+                zope, self.url(config, latency), concurrency, duration,
+                stagger=max(latency, 0.05))
+        cpu = cpu_seconds(zope.pid) - cpu_before
+        warm = min(latency + 0.5, duration / 3)
+        rate = throughput(samples, started, end, warm)
+        figures = {
+            "concurrency": concurrency, "latency_s": latency,
+            "throughput_rps": round(rate, 2),
+            "errors": sum(1 for s in samples if not s.censored and s.status != 200),
+            "rss_before_mib": round(rss_before / 2**20, 1),
+            "rss_peak_mib": round(sampler.rss / 2**20, 1),
+            "threads_peak": sampler.threads,
+            "cpu_seconds": round(cpu, 3),
+            "completed": sum(1 for s in samples if not s.censored),
+        }
+        figures.update(describe(samples, "slow"))
+        figures.update(describe(probes, "plain"))
+        figures.update(describe(unloaded, "plain_unloaded"))
+        return figures
+
+    def run_config(self, config):
+        args = self.args
+        results = self.report["results"][config.name] = {}
+        concurrencies = list(args.concurrency)
+        if args.full_extra and config.futures:
+            concurrencies += args.full_extra
+        if config.only:
+            concurrencies = [c for c in concurrencies if c in config.only] or \
+                concurrencies[-1:]
+        zope = self.instance(config) if args.quick else None
+        try:
+            ceiling_zope = zope or self.instance(config)
+            ceiling = self.measure(ceiling_zope, config, 16, 0.0, args.duration)
+            if not args.quick:
+                ceiling_zope.stop()
+            self.report["ceilings"][config.name] = ceiling
+            print(f"  {config.name}: CPU ceiling (L = 0, C = 16) "
+                  f"{ceiling['throughput_rps']:.0f} req/s", flush=True)
+            for concurrency in concurrencies:
+                run_zope = zope or self.instance(config)
+                try:
+                    figures = self.measure(run_zope, config, concurrency,
+                                           args.latency, args.duration)
+                finally:
+                    if not args.quick:
+                        run_zope.stop()
+                limit = min(concurrency / args.latency, ceiling["throughput_rps"])
+                figures["limit_rps"] = round(limit, 2)
+                figures["efficiency"] = round(figures["throughput_rps"] / limit, 3)
+                unloaded = figures["plain_unloaded_p99_ms"] or 0
+                figures["fairness"] = (
+                    round(figures["plain_p99_ms"] / unloaded, 2)
+                    if unloaded and figures["plain_p99_ms"] is not None else None)
+                results[str(concurrency)] = figures
+                print(f"  {config.name}: C = {concurrency}: "
+                      f"{figures['throughput_rps']:.1f} req/s "
+                      f"(efficiency {figures['efficiency']:.2f}), plain p99 "
+                      f"{fmt_ms(figures, 'plain_p99')}", flush=True)
+        finally:
+            if zope is not None:
+                zope.stop()
+
+    def loadgen_ceiling(self):
+        """The load generator against a trivial server (the upstream, no
+        delay): what it can deliver at most."""
+        class Trivial:
+            port = self.upstream.port
+        samples, _, started, end = asyncio.run(loadgen.run(
+            "127.0.0.1", Trivial.port, "/?delay=0", 64, self.args.duration))
+        rate = throughput(samples, started, end, 0.2)
+        self.report["loadgen_ceiling_rps"] = round(rate, 1)
+        print(f"  load generator ceiling (trivial asyncio server, C = 64): "
+              f"{rate:.0f} req/s", flush=True)
+
+    def overhead(self):
+        """Plain-page throughput at C = 16, with the package active and
+        without it."""
+        figures = {}
+        for config in (CONFIGS[0], CONFIGS[2]):
+            zope = self.instance(config)
+            try:
+                samples, _, started, end = load(zope, "/@@bench-plain", 16,
+                                                self.args.duration, probe=None)
+                figures[config.name] = round(throughput(samples, started, end, 0.3), 1)
+            finally:
+                zope.stop()
+        stock, active = figures[CONFIGS[0].name], figures[CONFIGS[2].name]
+        self.report["plain_page_rps_c16"] = figures
+        return round(active / stock, 3)
+
+    def ratios(self):
+        ratios = self.report["ratios"]
+        results, ceilings = self.report["results"], self.report["ceilings"]
+        for config in CONFIGS:
+            for concurrency in ("64", "256"):
+                if concurrency in results.get(config.name, {}):
+                    ratios[f"efficiency C={concurrency}: {config.name}"] = \
+                        results[config.name][concurrency]["efficiency"]
+            worst = [f["fairness"] for f in results.get(config.name, {}).values()
+                     if f["fairness"] is not None]
+            if worst:
+                ratios[f"fairness (worst C): {config.name}"] = max(worst)
+        ratios["overhead (plain page, C=16)"] = self.overhead()
+        big = max(int(c) for c in results[CONFIGS[2].name])
+        for config in CONFIGS[2:5]:
+            f = results[config.name][str(big)]
+            per = (f["rss_peak_mib"] - f["rss_before_mib"]) * 1024 / big
+            ratios[f"KiB per suspended request, C={big}: {config.name}"] = round(per, 1)
+        sixty_four = results[CONFIGS[1].name].get("64")
+        if sixty_four:
+            per = (sixty_four["rss_peak_mib"] - sixty_four["rss_before_mib"]) * 1024 / 64
+            ratios["KiB per blocked request, threads=64, C=64"] = round(per, 1)
+            ratios["RSS MiB, threads=64 holding 64 blocked requests"] = \
+                sixty_four["rss_peak_mib"]
+            for config in CONFIGS[2:5]:
+                ratios[f"RSS MiB, {config.name} holding {big}"] = \
+                    results[config.name][str(big)]["rss_peak_mib"]
+        once = ceilings[CONFIGS[0].name]
+        twice = ceilings[CONFIGS[2].name]
+        per_once = once["cpu_seconds"] / max(once["completed"], 1) * 1000
+        per_twice = twice["cpu_seconds"] / max(twice["completed"], 1) * 1000
+        ratios["CPU ms per request, rendered once (stock, L=0)"] = round(per_once, 3)
+        ratios["CPU ms per request, two passes (futures, L=0)"] = round(per_twice, 3)
+        ratios["two-pass cost (CPU ratio)"] = round(per_twice / per_once, 2)
+
+
+def fmt_ms(figures, prefix):
+    value = figures[f"{prefix}_ms"]
+    if value is None:
+        return "-"
+    text = f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
+    return ("≥" if figures[f"{prefix}_censored"] else "") + text
+
+
+def machine():
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count()}
+    try:
+        cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
+        info["cpu"] = re.search(r"model name\s*:\s*(.*)", cpuinfo).group(1)
+        meminfo = pathlib.Path("/proc/meminfo").read_text()
+        info["memory_gib"] = round(
+            int(re.search(r"MemTotal:\s*(\d+)", meminfo).group(1)) / 2**20, 1)
+    except (OSError, AttributeError):
+        pass
+    from importlib.metadata import version
+    for package in ("Zope", "waitress"):
+        info[package] = version(package)
+    return info
+
+
+def table(report):
+    lines = []
+    header = (f"{'configuration':36} {'C':>4} {'req/s':>7} {'limit':>6} {'eff.':>5} "
+              f"{'p50':>8} {'p95':>8} {'p99':>8} {'plain p50':>9} {'plain p99':>9} "
+              f"{'RSS MiB':>7} {'thr':>4}")
+    lines.append(header)
+    lines.append("-" * len(header))
+    for name, results in report["results"].items():
+        for concurrency, f in results.items():
+            lines.append(
+                f"{name:36} {concurrency:>4} {f['throughput_rps']:7.1f} "
+                f"{f['limit_rps']:6.1f} {f['efficiency']:5.2f} "
+                f"{fmt_ms(f, 'slow_p50'):>8} {fmt_ms(f, 'slow_p95'):>8} "
+                f"{fmt_ms(f, 'slow_p99'):>8} {fmt_ms(f, 'plain_p50'):>9} "
+                f"{fmt_ms(f, 'plain_p99'):>9} {f['rss_peak_mib']:7.1f} "
+                f"{f['threads_peak']:4}")
+    lines.append("")
+    lines.append(f"load generator ceiling: {report['loadgen_ceiling_rps']:.0f} req/s")
+    for name, f in report["ceilings"].items():
+        lines.append(f"CPU ceiling (L = 0, C = 16), {name}: {f['throughput_rps']:.0f} req/s")
+    lines.append("")
+    for name, value in report["ratios"].items():
+        lines.append(f"{name}: {value}")
+    return "\n".join(lines)
+
+
+def plot(report, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    latency = report["settings"]["latency_s"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    allc = sorted({int(c) for r in report["results"].values() for c in r})
+    left.plot(allc, [c / latency for c in allc], "k--", label=f"C / L (L = {latency:g} s)")
+    for name, results in report["results"].items():
+        cs = sorted(int(c) for c in results)
+        left.plot(cs, [results[str(c)]["throughput_rps"] for c in cs], "o-", label=name)
+        right.plot(cs, [max(results[str(c)]["plain_p99_ms"] or 0.1, 0.1) for c in cs],
+                   "o-", label=name)
+    for axis in (left, right):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("concurrent slow requests C")
+        axis.grid(True, which="both", alpha=0.3)
+    left.set_yscale("log")
+    left.set_ylabel("slow-view throughput (req/s)")
+    left.set_title("Throughput against the physical limit")
+    left.legend(fontsize=8)
+    right.set_yscale("log")
+    right.set_ylabel("plain page p99 under load (ms)")
+    right.set_title("A plain page during the load")
+    m = report["machine"]
+    fig.suptitle(f"collective.futures, Zope {m['Zope']}, waitress {m['waitress']}, "
+                 f"{m['cpus']} CPUs ({m.get('cpu', '?')})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: checks that the suite works, not how fast")
+    parser.add_argument("--out", default=str(ROOT / "var/benchmark"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.latency, args.duration, args.probe_seconds = 0.2, 1.0, 0.3
+        args.concurrency, args.full_extra = [1, 16], []
+    else:
+        args.latency, args.duration, args.probe_seconds = 1.0, 6.0, 1.0
+        args.concurrency, args.full_extra = [1, 16, 64, 256], [512]
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp, Upstream() as upstream:
+        suite = Suite(args, tmp, upstream)
+        print(f"upstream on 127.0.0.1:{upstream.port}, L = {args.latency:g} s, "
+              f"{args.duration:g} s per measurement", flush=True)
+        suite.loadgen_ceiling()
+        for config in CONFIGS:
+            suite.run_config(config)
+        suite.ratios()
+    report = suite.report
+    report["suite_seconds"] = round(time.monotonic() - started, 1)
+    text = table(report)
+    print()
+    print(text)
+    (out / "benchmark.json").write_text(json.dumps(report, indent=2))
+    (out / "benchmark.txt").write_text(text + "\n")
+    plot(report, out / "benchmark.png")
+    print(f"\nwrote {out / 'benchmark.json'}, {out / 'benchmark.png'} "
+          f"in {report['suite_seconds']} s")
+    return report
+
+
+if __name__ == "__main__":
+    main()

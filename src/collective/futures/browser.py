@@ -1,0 +1,101 @@
+"""Views for operators: the metrics as JSON or Prometheus text, and the
+Futures tab of the ZMI Control Panel.
+
+Runs on: a Zope worker thread. Managers only; a scraper may instead send
+``Authorization: Bearer <metrics_token>`` when that token is configured.
+"""
+
+import hmac
+import json
+
+from AccessControl import getSecurityManager
+from zExceptions import Unauthorized
+
+from .metrics import prometheus
+from .runtime import get_runtime
+
+
+MANAGE = "View management screens"
+
+
+def _authorized(context, request):
+    token = get_runtime().settings.metrics_token
+    # ZPublisher moves the Authorization header out of the environ into
+    # request._auth before anything else can read it.
+    header = getattr(request, "_auth", None) or request.getHeader("Authorization") or ""
+    if token and header.startswith("Bearer ") and hmac.compare_digest(
+            header[len("Bearer "):].strip().encode(), token.encode()):
+        return True
+    return bool(getSecurityManager().checkPermission(MANAGE, context))
+
+
+class Metrics:
+    """``@@futures-metrics``: JSON, or ``?format=prometheus`` for scraping."""
+
+    def __init__(self, context, request):
+        self.context = context
+        self.request = request
+
+    def __call__(self):
+        if not _authorized(self.context, self.request):
+            raise Unauthorized("@@futures-metrics is for Managers or a scraper "
+                               "with the metrics token")
+        runtime = get_runtime()
+        data = runtime.metrics.snapshot(runtime)
+        response = self.request.response
+        response.setHeader("Cache-Control", "no-store")
+        if self.request.form.get("format") == "prometheus":
+            response.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            return prometheus(data)
+        response.setHeader("Content-Type", "application/json")
+        return json.dumps(data, indent=1)
+
+
+def chart(history, series=("suspended", "running", "queued"), width=720, height=160):
+    """An inline SVG line chart of the recent history."""
+    colours = {"suspended": "#1f77b4", "running": "#2ca02c", "queued": "#d62728"}
+    if len(history) < 2:
+        return ('<p class="text-muted">The chart fills in as samples come '
+                '(one every 5 s).</p>')
+    top = max(1, max(point[name] for point in history for name in series))
+    t0, t1 = history[0]["time"], history[-1]["time"]
+    span = max(t1 - t0, 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{height + 30}" role="img" aria-label="recent history">',
+             f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fafafa" '
+             f'stroke="#ccc"/>',
+             f'<text x="4" y="12" font-size="11">{top}</text>',
+             f'<text x="4" y="{height - 4}" font-size="11">0</text>']
+    for name in series:
+        points = " ".join(
+            f"{(p['time'] - t0) / span * (width - 40) + 30:.1f},"
+            f"{height - p[name] / top * (height - 16) - 2:.1f}" for p in history)
+        parts.append(f'<polyline fill="none" stroke="{colours[name]}" '
+                     f'stroke-width="2" points="{points}"/>')
+    x = 30
+    for name in series:
+        parts.append(f'<rect x="{x}" y="{height + 10}" width="12" height="12" '
+                     f'fill="{colours[name]}"/><text x="{x + 16}" y="{height + 21}" '
+                     f'font-size="12">{name}</text>')
+        x += 120
+    parts.append(f'<text x="{width - 170}" y="{height + 21}" font-size="12">'
+                 f'last {span / 60:.0f} min</text></svg>')
+    return "".join(parts)
+
+
+class ControlPanel:
+    """The Futures tab of the Control Panel: the state at a glance."""
+
+    def __init__(self, context, request):
+        self.context = context
+        self.request = request
+
+    def data(self):
+        runtime = get_runtime()
+        data = runtime.metrics.snapshot(runtime)
+        data["settings"] = {k: v for k, v in vars(runtime.settings).items()
+                            if k != "metrics_token"}
+        return data
+
+    def chart(self):
+        return chart(get_runtime().metrics.history)

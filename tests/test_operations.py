@@ -1,0 +1,130 @@
+"""Operations in a real Zope under real waitress: metrics (JSON,
+Prometheus, the Control Panel), the request log, backpressure."""
+
+import base64
+import concurrent.futures
+import json
+import re
+import time
+
+import pytest
+
+import rawhttp
+from zopeinstance import ZopeInstance
+
+
+pytestmark = pytest.mark.functional
+
+TOKEN = "s3cret-scrape-token-0123"
+
+
+@pytest.fixture
+def make_zope(tmp_path):
+    started = []
+
+    def make(**kw):
+        instance = ZopeInstance(tmp_path / f"zope{len(started)}", **kw).create()
+        started.append(instance)
+        return instance.start()
+
+    yield make
+    for instance in started:
+        instance.stop()
+
+
+def metrics(zope):
+    status, _, body = zope.request("/@@futures-metrics", headers=zope.admin_headers())
+    assert status == 200
+    return json.loads(body)
+
+
+def test_metrics_are_for_managers_or_the_scrape_token(make_zope):
+    zope = make_zope(product_config={"metrics_token": TOKEN})
+    assert zope.request("/@@futures-metrics")[0] == 401
+    assert zope.request("/@@futures-metrics", headers={
+        "Authorization": "Bearer wrong-token-but-long-enough"})[0] == 401
+    status, headers, body = zope.request(
+        "/@@futures-metrics?format=prometheus",
+        headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    assert "# TYPE collective_futures_suspended_requests gauge" in text
+    assert re.search(r"^collective_futures_suspended_requests 0$", text, re.M)
+    assert metrics(zope)["suspended"] == 0
+
+
+def test_metrics_add_up_after_a_mixed_load(make_zope):
+    zope = make_zope(product_config={"timeout": "1", "max_workers": "8"})
+    for _ in range(3):
+        assert zope.get("/@@slow-futures?delay=0.1")[0] == 200
+    for _ in range(2):
+        assert zope.get("/@@error-promise")[0] == 200
+    assert zope.get("/@@timeout?delay=2")[1].startswith("timed out")
+    conn = rawhttp.Connection(zope.address)
+    conn.send(rawhttp.get("/@@parallel?n=2&delay=0.5"))
+    time.sleep(0.3)
+    conn.close()
+    time.sleep(0.5)
+    data = metrics(zope)
+    threads = data["promises"]["threads"]
+    assert threads["submitted"] == 3 + 2 + 1 + 2
+    assert (threads["completed"], threads["failed"], threads["timed_out"],
+            threads["cancelled"], threads["rejected"]) == (3, 2, 1, 2, 0)
+    assert threads["submitted"] == sum(
+        threads[k] for k in ("completed", "failed", "timed_out", "cancelled", "rejected"))
+    assert data["abandoned"] == 1 + 2  # the timed-out one, the hung-up two
+    assert data["suspended"] == 0 and data["suspended_peak"] >= 1
+    assert data["requests"] == {"200": 6}
+    assert data["passes"] == {"2": 6}
+    assert data["durations"]["slow_value"]["count"] == 3 + 1 + 2
+    assert data["durations"]["failing"]["count"] == 2
+    log = zope.log()
+    assert re.search(r"\[collective\.futures\.requests\]\[waitress-\d\] GET "
+                     r"/@@slow-futures: 200 after 2 passes in \d\.\d+s; promises: "
+                     r"slow \[threads\] \d\.\d+s completed", log)
+    assert "promises: boom [threads]" in log and "ValueError" in log
+
+
+def test_a_flood_past_the_bounds_gets_503_and_recovers(make_zope):
+    zope = make_zope(product_config={"max_suspended": "5", "retry_after": "7"},
+                     server_extra="connection_limit = 200")
+    with concurrent.futures.ThreadPoolExecutor(30) as pool:
+        flood = [pool.submit(zope.request, "/@@slow-futures?delay=1")
+                 for _ in range(30)]
+        time.sleep(0.3)
+        plain = zope.get("/@@plain")
+        results = [f.result(30) for f in flood]
+    statuses = sorted(r[0] for r in results)
+    assert plain == (200, "plain page")  # requests without futures: unaffected
+    assert statuses.count(200) >= 5 and statuses.count(503) >= 10, statuses
+    assert set(statuses) == {200, 503}
+    assert {r[1].get("Retry-After") for r in results if r[0] == 503} == {"7"}
+    assert metrics(zope)["rejected_requests"] == statuses.count(503)
+    # The flood is over: the next request suspends and succeeds.
+    assert zope.get("/@@slow-futures?delay=0.1") == (200, "futures: slow after 0.1s")
+
+
+def test_overload_wait_runs_blocking_instead_of_503(make_zope):
+    zope = make_zope(product_config={"max_suspended": "2", "overload": "wait"})
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: zope.get("/@@slow-futures?delay=0.5"),
+                                range(6)))
+    assert set(results) == {(200, "futures: slow after 0.5s")}
+    assert metrics(zope)["rejected_requests"] == 0
+
+
+def test_the_control_panel_tab(make_zope):
+    zope = make_zope()
+    zope.get("/@@slow-futures?delay=0.1")
+    status, _, body = zope.request("/Control_Panel/manage_main",
+                                   headers=zope.admin_headers())
+    assert status == 200 and b"manage_futures" in body
+    time.sleep(5.5)  # two samples of history: the chart is drawn
+    status, _, body = zope.request("/Control_Panel/manage_futures",
+                                   headers=zope.admin_headers())
+    page = body.decode()
+    assert status == 200
+    assert "Suspended requests now" in page and "<svg" in page
+    assert "slow_value" in page  # the durations table
+    assert zope.request("/Control_Panel/manage_futures")[0] == 401
