@@ -53,10 +53,13 @@ class FuturesChannel(HTTPChannel):
     _suspended_state = None
 
     # ASYNCHRONOUS METHODS (main loop)
+    #
+    # While a request is detached, readable() and handle_read() are these
+    # two, set on the instance by _detach() and removed by _attach(): the
+    # main loop calls readable() for every channel on every iteration, and
+    # an override on the class measurably slowed plain pages.
 
-    def readable(self):
-        if self.detached is None:
-            return super().readable()
+    def _detached_readable(self):
         # Detached: requests[0] is held but no worker is busy with it. Keep
         # reading so a hang-up is seen (handle_read), within stock waitress's
         # bound on parsed-ahead requests, plus the held one.
@@ -68,8 +71,8 @@ class FuturesChannel(HTTPChannel):
             and len(self.requests) <= self.adj.channel_request_lookahead + 1
         )
 
-    def handle_read(self):
-        super().handle_read()
+    def _detached_handle_read(self):
+        HTTPChannel.handle_read(self)
         detached = self.detached
         if detached is not None and not self.connected:
             # The client hung up: drop promises (or the stream's fn) not yet
@@ -113,6 +116,8 @@ class FuturesChannel(HTTPChannel):
 
     def _detach(self, job):
         self.detached = job
+        self.readable = self._detached_readable
+        self.handle_read = self._detached_handle_read
         self.last_activity = time.time()
         get_runtime().metrics.suspend()
         with _detached_lock:
@@ -123,6 +128,8 @@ class FuturesChannel(HTTPChannel):
 
     def _attach(self):
         self.detached = None
+        self.__dict__.pop("readable", None)
+        self.__dict__.pop("handle_read", None)
         with _detached_lock:
             _detached.discard(self)
         get_runtime().metrics.resume()

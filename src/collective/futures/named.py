@@ -1,0 +1,132 @@
+"""Named promises: functions registered in ZCML under a name, which page
+templates and restricted (through-the-web) code may submit with plain
+arguments; and the ``@@futures`` view they use.
+
+Runs on: a Zope worker thread (the view), ZCML loading (the directive).
+
+Restricted code cannot be trusted with a callable: anything it could pass
+(a lambda, a method of a persistent object, a builtin) would run outside
+Zope's security. So ``@@futures`` takes a promise *name*, checks that the
+name is registered and that the user has its permission, and that every
+argument is plain data; anything else raises ``Unauthorized``.
+"""
+
+import hashlib
+
+from AccessControl import getSecurityManager
+from zExceptions import Unauthorized
+from zope.component import queryUtility
+from zope.interface import Attribute, Interface, implementer
+
+from . import api
+from .exceptions import FutureNotResolvedError, FutureNotSubmittedError
+from .promises import check_plain, promise
+from .runtime import get_runtime
+
+
+#: Keys submitted by restricted code live apart from trusted code's.
+KEY_PREFIX = "named:"
+
+
+class INamedPromise(Interface):
+    """A function that templates and restricted code may submit by name."""
+
+    name = Attribute("The name restricted code uses")
+    fn = Attribute("The function (trusted code, registered in ZCML)")
+    permission = Attribute("The Zope permission needed to submit it")
+    executor = Attribute("The executor it runs on (None: the default)")
+    shared = Attribute("Whether concurrent requests share one execution")
+    ttl = Attribute("Seconds a shared result is kept")
+
+
+@implementer(INamedPromise)
+class NamedPromise:
+    def __init__(self, name, fn, permission, executor=None, shared=False, ttl=None):
+        self.name = name
+        self.fn = fn
+        self.permission = permission
+        self.executor = executor
+        self.shared = shared
+        self.ttl = ttl
+
+    def options(self):
+        return promise(self.fn, executor=self.executor, shared=self.shared,
+                       ttl=self.ttl if self.shared else None)
+
+    def shared_key(self, args, kwargs):
+        """A shared execution is identified by the promise and its
+        arguments, never by the caller's key: two calls share a result only
+        if they ask for exactly the same thing."""
+        digest = hashlib.sha256(repr((args, sorted(kwargs.items()))).encode())
+        return f"{KEY_PREFIX}{self.name}:{digest.hexdigest()[:32]}"
+
+
+def _named(context, name):
+    if not isinstance(name, str):
+        raise Unauthorized(
+            "@@futures submits named promises only (registered in ZCML); "
+            f"got {type(name).__name__}")
+    named = queryUtility(INamedPromise, name=name)
+    if named is None:
+        raise Unauthorized(f"no promise named {name!r} is registered")
+    if not getSecurityManager().checkPermission(named.permission, context):
+        raise Unauthorized(
+            f"submitting promise {name!r} needs the permission "
+            f"{named.permission!r}")
+    return named
+
+
+def _plain(name, args, kwargs):
+    try:
+        check_plain(f"@@futures: promise {name!r}", args, kwargs)
+    except TypeError as exc:
+        raise Unauthorized(str(exc)) from None
+
+
+class TemplateFutures:
+    """``@@futures``: the futures API for page templates and restricted
+    code, on named promises. ``view.resultOrSubmit('feed', None,
+    'rss-feed', url)`` renders ``None`` in pass 1 and the feed in pass 2."""
+
+    def __init__(self, context, request):
+        self.context = context
+        self.request = request
+
+    def __call__(self):
+        return self
+
+    def result(self, key, default=None):
+        """The result for ``key``, or ``default`` (a promise that raised
+        raises here)."""
+        try:
+            return api.result(KEY_PREFIX + str(key))
+        except (FutureNotSubmittedError, FutureNotResolvedError):
+            return default
+
+    def submit(self, key, name, *args, **kwargs):
+        """Submit the promise registered as ``name`` for ``key``."""
+        named = _named(self.context, name)
+        _plain(name, args, kwargs)
+        api.submit(KEY_PREFIX + str(key), self._options(named, args, kwargs),
+                   *args, **kwargs)
+        return True
+
+    def resultOrSubmit(self, key, placeholder, name, *args, **kwargs):
+        """The result for ``key``, or submit the promise ``name`` and return
+        ``placeholder``."""
+        named = _named(self.context, name)
+        _plain(name, args, kwargs)
+        full_key = KEY_PREFIX + str(key)
+        if named.shared:
+            kept = get_runtime().shared.cached(named.shared_key(args, kwargs))
+            if kept is not None:
+                api.futures_for(self.request).resolved.setdefault(full_key, kept)
+        return api.resultOrSubmit(full_key, placeholder,
+                                  self._options(named, args, kwargs), *args, **kwargs)
+
+    @staticmethod
+    def _options(named, args, kwargs):
+        options = named.options()
+        if named.shared:
+            options = options.with_shared_key(named.shared_key(args, kwargs))
+        return options
