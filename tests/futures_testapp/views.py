@@ -421,3 +421,45 @@ class AsyncCancel(View):
     def __call__(self):
         return futures.resultOrSubmit("c", "PLACEHOLDER", cancellable,
                                       self.request.form["counter"])
+
+
+# Named promises (templates, restricted code)
+
+def upper(text):
+    bump("upper.runs")
+    return str(text).upper()
+
+
+def whoami():
+    """What a promise sees of the user and the request: nothing."""
+    from AccessControl import getSecurityManager
+    from zope.globalrequest import getRequest
+    user = getSecurityManager().getUser().getUserName()
+    try:
+        getRequest().form
+        request = "request visible"
+    except RuntimeError as exc:
+        request = f"no request: {str(exc)[:40]}"
+    return f"user={user}; {request}"
+
+
+class ViewMethodPromise(View):
+    def __call__(self):
+        try:
+            futures.submit("m", self.helper)
+        except TypeError as exc:
+            return f"TypeError: {exc}"
+        return "accepted"
+
+    def helper(self):
+        return self.context
+
+
+class PersistentArgument(View):
+    def __call__(self):
+        try:
+            futures.submit("p", str, self.context.getPhysicalRoot())
+        except TypeError as exc:
+            return f"TypeError: {exc}"
+        return "accepted"
+

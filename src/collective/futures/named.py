@@ -17,6 +17,7 @@ from AccessControl import getSecurityManager
 from zExceptions import Unauthorized
 from zope.component import queryUtility
 from zope.interface import Attribute, Interface, implementer
+from zope.security.interfaces import IPermission
 
 from . import api
 from .exceptions import FutureNotResolvedError, FutureNotSubmittedError
@@ -61,6 +62,14 @@ class NamedPromise:
         return f"{KEY_PREFIX}{self.name}:{digest.hexdigest()[:32]}"
 
 
+def _title(permission):
+    """Zope checks permissions by title (View); ZCML names them by id
+    (zope2.View). Looked up when checked: at ZCML time the permission
+    utilities may not be registered yet."""
+    registered = queryUtility(IPermission, name=permission)
+    return registered.title if registered is not None else permission
+
+
 def _named(context, name):
     if not isinstance(name, str):
         raise Unauthorized(
@@ -69,7 +78,7 @@ def _named(context, name):
     named = queryUtility(INamedPromise, name=name)
     if named is None:
         raise Unauthorized(f"no promise named {name!r} is registered")
-    if not getSecurityManager().checkPermission(named.permission, context):
+    if not getSecurityManager().checkPermission(_title(named.permission), context):
         raise Unauthorized(
             f"submitting promise {name!r} needs the permission "
             f"{named.permission!r}")

@@ -33,6 +33,8 @@ class Promise:
     executor: str = "threads"
     shared: bool = False
     ttl: float = 0.0
+    #: what identifies a shared execution (default: the key)
+    shared_key: str = None
 
     def __call__(self):
         return self.fn(*self.args, **self.kwargs)
@@ -52,9 +54,13 @@ class PromiseOptions:
     executor: str = None
     shared: bool = False
     ttl: float = 0.0
+    shared_key: str = None
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
+
+    def with_shared_key(self, shared_key):
+        return dataclasses.replace(self, shared_key=shared_key)
 
 
 def promise(fn, /, *, executor=None, shared=False, ttl=None):
@@ -116,9 +122,54 @@ def make_promise(func, key, fn, args, kwargs):
             dumps_call(target, args, kwargs)
         except TypeError as exc:
             raise TypeError(f"collective.futures.{func}(): {exc}") from None
+    check_plain(f"collective.futures.{func}()", args, kwargs, fn=target)
     return Promise(key, target, args, kwargs, executor, options.shared,
-                   options.ttl)
+                   options.ttl, options.shared_key)
 
+
+
+def _refusal(value):
+    """Why ``value`` must not go to a promise, or None."""
+    try:
+        from persistent import Persistent
+    except ImportError:  # pragma: no cover - ZODB is a dependency of Zope
+        Persistent = ()
+    if isinstance(value, Persistent):
+        return "a persistent object (it belongs to the request's ZODB connection)"
+    if hasattr(value, "aq_base") or hasattr(value, "aq_parent"):
+        return "an acquisition-wrapped object (it belongs to the request)"
+    if hasattr(value, "RESPONSE") and hasattr(value, "environ"):
+        return "the request"
+    return None
+
+
+def check_plain(what, args, kwargs, fn=None, depth=4):
+    """TypeError if ``fn`` is bound to, or an argument is (or contains,
+    ``depth`` containers deep), a persistent object, an acquisition wrapper
+    or the request: promises run without the ZODB connection and the
+    request those belong to."""
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, type):
+        reason = _refusal(owner)
+        if reason is None and hasattr(owner, "request") and hasattr(owner, "context"):
+            reason = "a view (it holds the request and its context)"
+        if reason is not None:
+            raise TypeError(f"{what}: fn is a method of {reason}; promises run "
+                            f"without it: use a function and plain arguments")
+    pending = [(value, 0) for value in args] + [(v, 0) for v in kwargs.values()]
+    while pending:
+        value, level = pending.pop()
+        if isinstance(value, (str, bytes, int, float, bool, type(None))):
+            continue
+        reason = _refusal(value)
+        if reason is not None:
+            raise TypeError(f"{what}: an argument is {reason}; pass plain data "
+                            f"(ids, URLs, strings) instead")
+        if level < depth:
+            if isinstance(value, dict):
+                pending.extend((v, level + 1) for v in value.values())
+            elif isinstance(value, (list, tuple, set, frozenset)):
+                pending.extend((v, level + 1) for v in value)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,12 +27,57 @@ from .sidepool import Deadlines, SidePool
 logger = logging.getLogger("collective.futures")
 
 
+class NoRequest:
+    """What ``zope.globalrequest.getRequest()`` returns in a promise: any use
+    fails with a clear error instead of acting on (or as) a request."""
+
+    def __getattr__(self, name):
+        raise RuntimeError(
+            f"a promise has no request (it tried request.{name}): promises run "
+            f"outside the request, without its user, session or ZODB "
+            f"connection; pass what they need as plain arguments")
+
+    def __repr__(self):
+        return "<no request: this is a promise>"
+
+
+NO_REQUEST = NoRequest()
+
+
+_depth = threading.local()
+
+
+class promise_context:
+    """Around each promise on a side thread: no security manager (so no
+    user: checks are made as Anonymous ``nobody``), and a global request
+    that refuses to be used. Both reset afterwards, so one promise never
+    sees what another left on the same thread. Re-entrant."""
+
+    def __enter__(self):
+        depth = getattr(_depth, "value", 0)
+        _depth.value = depth + 1
+        if depth == 0:
+            from AccessControl.SecurityManagement import noSecurityManager
+            from zope.globalrequest import setRequest
+            noSecurityManager()
+            setRequest(NO_REQUEST)
+
+    def __exit__(self, *exc):
+        _depth.value -= 1
+        if _depth.value == 0:
+            from AccessControl.SecurityManagement import noSecurityManager
+            from zope.globalrequest import clearRequest
+            clearRequest()
+            noSecurityManager()
+
+
 def run_promise(promise):
     """Run a promise on a thread-based executor. The traceback of a failing
     promise is logged here, once, where it ran; the next pass gets the
     exception."""
     try:
-        return promise()
+        with promise_context():
+            return promise()
     except Exception:
         logger.exception(
             "promise %r (%s) raised; result() will raise it in the next pass",
@@ -43,7 +88,10 @@ def run_promise(promise):
 async def run_async_promise(promise):
     """Run a promise on the asyncio loop (see :func:`run_promise`)."""
     try:
-        result = promise()
+        # The loop thread's global request and security manager are shared
+        # by every coroutine, so set for the synchronous part only.
+        with promise_context():
+            result = promise()
         if inspect.isawaitable(result):
             result = await result
         return result

@@ -43,16 +43,16 @@ class SharedFutures:
     def run(self, promise, submit):
         """The future of the execution of ``promise.key`` in flight, or of a
         new one started with ``submit()``."""
+        key = promise.shared_key or promise.key
         with self._lock:
-            future = self._inflight.get(promise.key)
+            future = self._inflight.get(key)
             if future is not None:
                 self.joined += 1
                 return future
             future = submit()
             self.executions += 1
-            self._inflight[promise.key] = future
-        future.add_done_callback(
-            lambda f: self._finished(promise.key, promise.ttl, f))
+            self._inflight[key] = future
+        future.add_done_callback(lambda f: self._finished(key, promise.ttl, f))
         return future
 
     def _finished(self, key, ttl, future):

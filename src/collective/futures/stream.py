@@ -291,7 +291,9 @@ class AsyncWorkerStreamIterator:
         else on its executor, waiting for it (bounded by ``timeout``)."""
         promise = self.promise
         if promise.executor == "threads" and not promise.shared:
-            return promise()
+            from .runtime import promise_context
+            with promise_context():
+                return promise()
         runtime = get_runtime()
         future = runtime.submit(promise)
         try:

@@ -29,12 +29,5 @@ def promise(_context, name, handler, permission, executor=None, shared=False,
         raise ValueError(f"<futures:promise name={name!r}>: ttl needs shared=\"true\"")
     if executor is not None and executor not in BUILTIN_EXECUTORS and "." in executor:
         raise ValueError(f"<futures:promise name={name!r}>: bad executor {executor!r}")
-    # Permission ids (zope2.View) map to Zope 2 permission titles (View).
-    from zope.component import queryUtility
-    from zope.security.interfaces import IPermission
-    title = permission
-    registered = queryUtility(IPermission, name=permission)
-    if registered is not None:
-        title = registered.title
     utility(_context, provides=INamedPromise, name=name,
-            component=NamedPromise(name, handler, title, executor, shared, ttl))
+            component=NamedPromise(name, handler, permission, executor, shared, ttl))

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 
-from ..runtime import get_runtime
+from ..runtime import get_runtime, promise_context
 from ..stream import error_prepared, prepare
 from .internals import ClientDisconnected
 
@@ -91,6 +91,11 @@ class StreamJob:
     # Side-pool thread
 
     def _run(self):
+        # fn and the iteration of its output: no request, no user.
+        with promise_context():
+            self._produce()
+
+    def _produce(self):
         stream, task = self.stream, self.task
         try:
             result = stream.call()

@@ -1,0 +1,103 @@
+"""Page templates and restricted code: named promises only, no callables;
+promises run with no user and no request."""
+
+import json
+import urllib.parse
+
+import pytest
+
+from zopeinstance import ZopeInstance
+
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture(scope="module")
+def zope(tmp_path_factory):
+    instance = ZopeInstance(tmp_path_factory.mktemp("zope")).create()
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def add_template(zope, name, text):
+    """A through-the-web (restricted) Page Template, added by the Manager."""
+    body = urllib.parse.urlencode({"id": name, "title": name, "text": text}).encode()
+    status, _, _ = zope.request(
+        "/manage_addProduct/PageTemplates/manage_addPageTemplate",
+        method="POST", body=body, headers={
+            **zope.admin_headers(),
+            "Content-Type": "application/x-www-form-urlencoded"})
+    assert status in (200, 302), status
+
+
+def counters(zope):
+    return json.loads(zope.get("/@@counters")[1])
+
+
+def test_a_file_system_view_template(zope):
+    status, body = zope.get("/@@fs-template?text=hello")
+    assert status == 200
+    assert '<p id="shout">HELLO</p>' in body
+    assert "PLACEHOLDER" not in body
+
+
+def test_a_through_the_web_template_submits_a_named_promise(zope):
+    add_template(zope, "ttw_ok", (
+        '<p tal:define="f nocall:context/@@futures" tal:content="python: '
+        "f.resultOrSubmit('k', 'PLACEHOLDER', 'upper', 'through the web')\">x</p>"))
+    assert zope.get("/ttw_ok") == (200, "<p>THROUGH THE WEB</p>")
+    # result() in a template, with a default in the first pass.
+    add_template(zope, "ttw_result", (
+        '<p tal:define="f nocall:context/@@futures; '
+        "s python: f.submit('k', 'upper', 'two') if f.result('k') is None else None\" "
+        "tal:content=\"python: f.result('k', 'PLACEHOLDER')\">x</p>"))
+    assert zope.get("/ttw_result") == (200, "<p>TWO</p>")
+
+
+@pytest.mark.parametrize("name, expression", [
+    ("lambda", "f.submit('k', lambda: 1)"),
+    ("builtin", "f.submit('k', len, 'abc')"),
+    ("persistent_method", "f.submit('k', context.objectIds)"),
+    ("unregistered", "f.submit('k', 'no-such-promise')"),
+    ("persistent_argument", "f.submit('k', 'upper', context)"),
+    ("nested_persistent_argument", "f.resultOrSubmit('k', None, 'upper', [{'x': context}])"),
+    ("permission", "f.submit('k', 'manager-only', 'x')"),
+    ("module_api", "modules['collective.futures'].submit('k', len)"),
+])
+def test_restricted_code_cannot_submit_anything_else(zope, name, expression):
+    runs = counters(zope).get("upper.runs", 0)
+    add_template(zope, f"ttw_{name}", (
+        f'<p tal:define="f nocall:context/@@futures" tal:content="python: {expression}">'
+        f"x</p>"))
+    status, body = zope.get(f"/ttw_{name}")
+    assert status == 401, (status, body[:300])  # Unauthorized
+    assert counters(zope).get("upper.runs", 0) == runs  # nothing ran
+
+
+def test_a_manager_may_submit_a_manager_only_promise(zope):
+    add_template(zope, "ttw_manager", (
+        '<p tal:define="f nocall:context/@@futures" tal:content="python: '
+        "f.resultOrSubmit('k', 'PLACEHOLDER', 'manager-only', 'for managers')\">x</p>"))
+    status, _, body = zope.request("/ttw_manager", headers=zope.admin_headers())
+    assert (status, body) == (200, b"<p>FOR MANAGERS</p>")
+
+
+def test_a_promise_runs_with_no_user_and_no_request(zope):
+    # The Manager asks; the shared promise runs as nobody and sees no
+    # request, so its result cannot leak who asked to the next user.
+    status, _, body = zope.request("/@@fs-template", headers=zope.admin_headers())
+    assert status == 200
+    who = body.decode().split('<p id="who">')[1].split("</p>")[0]
+    assert who.startswith("user=Anonymous User; no request: a promise has no request")
+    assert "admin" not in who
+    # Anonymous gets the kept shared result: the same text, computed once.
+    status, body = zope.get("/@@fs-template")
+    assert f'<p id="who">{who}</p>' in body
+
+
+def test_trusted_code_cannot_hand_a_promise_the_request_or_the_database(zope):
+    assert zope.get("/@@view-method-promise")[1].startswith(
+        "TypeError: collective.futures.submit(): fn is a method of a view")
+    assert zope.get("/@@persistent-argument")[1].startswith(
+        "TypeError: collective.futures.submit(): an argument is a persistent object")
