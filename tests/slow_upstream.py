@@ -9,6 +9,14 @@ import threading
 import urllib.parse
 
 
+FEED = ('<?xml version="1.0"?><rss version="2.0"><channel><title>Slow news</title>'
+        + "".join(f"<item><title>Story {n}</title><link>https://example.org/{n}</link>"
+                  f"</item>" for n in range(1, 4)) + "</channel></rss>").encode()
+
+#: Requests served, by path (for tests that count upstream calls).
+HITS = {}
+
+
 async def _handle(reader, writer, default_delay):
     try:
         while True:
@@ -23,11 +31,16 @@ async def _handle(reader, writer, default_delay):
                 if line.lower().replace(b" ", b"").startswith(b"connection:close"):
                     close = True
             target = request_line.split()[1].decode("latin-1")
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+            url = urllib.parse.urlsplit(target)
+            query = urllib.parse.parse_qs(url.query)
             delay = float(query.get("delay", [default_delay])[0])
+            HITS[url.path] = HITS.get(url.path, 0) + 1
             await asyncio.sleep(delay)
-            body = f'{{"delay": {delay}}}'.encode()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            if url.path == "/feed.xml":
+                body, kind = FEED, b"application/rss+xml"
+            else:
+                body, kind = f'{{"delay": {delay}}}'.encode(), b"application/json"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\n"
                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
                          + body)
             await writer.drain()

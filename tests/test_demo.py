@@ -59,3 +59,14 @@ def test_the_zip_export_streams_a_valid_archive(demo):
         names = archive.namelist()
         assert names == ["answer-1.json", "answer-2.json", "answer-3.json"]
         assert json.loads(archive.read("answer-2.json"))["delay"] == 0.2
+
+
+def test_the_slow_feed_is_fetched_once_and_kept(demo):
+    start = time.monotonic()
+    status, body = demo.get("/@@futures-demo-feed?delay=1")
+    assert status == 200 and body.count("<li>") == 5
+    assert "Slow news 1" in body
+    assert time.monotonic() - start >= 1.0
+    start = time.monotonic()
+    assert demo.get("/@@futures-demo-feed?delay=1") == (status, body)
+    assert time.monotonic() - start < 0.5  # kept: no wait, no second pass

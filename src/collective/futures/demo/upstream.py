@@ -5,7 +5,8 @@ Runs on: its own daemon threads (``collective.futures-demo-upstream`` and one
 per connection), never on a Zope worker.
 
 ``GET /slow?delay=1.5`` answers after ``delay`` seconds with a small JSON
-document, like an external API or feed would.
+document, like an external API would; ``GET /feed.xml?delay=2`` with an RSS
+feed.
 """
 
 import http.server
@@ -32,6 +33,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             delay = 1.0
         time.sleep(max(delay, 0.0))
+        if url.path == "/feed.xml":
+            return self._feed(delay)
         body = json.dumps({
             "upstream": "slow demo service",
             "delay": delay,
@@ -39,6 +42,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         }).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _feed(self, delay):
+        items = "".join(
+            f"<item><title>Slow news {n}</title><link>https://example.org/{n}</link>"
+            f"<pubDate>{time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}"
+            f"</pubDate></item>" for n in range(1, 6))
+        body = (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Slow feed'
+                f' ({delay:g} s)</title>{items}</channel></rss>').encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

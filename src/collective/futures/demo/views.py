@@ -112,6 +112,23 @@ class ExportPage(_Page):
         return AsyncWorkerStreamIterator(zip_export, self.request, urls)
 
 
+class FeedPage(_Page):
+    """The seed's example: a slow RSS feed, through a shared promise kept
+    for a minute, so only the first visitor in a minute waits for it."""
+
+    def __call__(self):
+        from collective.futures.feeds import fetch_feed
+        url = f"{upstream.start()}/feed.xml?delay={_delay(self.request):g}"
+        items = futures.resultOrSubmit(
+            "demo-feed", None, futures.promise(fetch_feed, shared=True, ttl=60), url)
+        self.request.response.setHeader("Content-Type", "text/html; charset=utf-8")
+        rows = "".join(f'<li><a href="{i["link"]}">{i["title"]}</a></li>'
+                       for i in items or ())
+        return (f"<!DOCTYPE html><html><body><h1>News (a slow feed)</h1>"
+                f"<ul>{rows}</ul><p>Fetched at most once a minute, in a side "
+                f"thread; reload: it is instant now.</p></body></html>")
+
+
 class PlainPage(_Page):
     def __call__(self):
         self.request.response.setHeader("Cache-Control", "no-store")

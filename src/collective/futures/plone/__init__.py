@@ -1,0 +1,2 @@
+"""Plone integration: a news view that reads a slow RSS feed through a
+shared promise. Loaded only where Products.CMFPlone is installed."""

@@ -1,0 +1,75 @@
+import threading
+import time
+
+from AccessControl import getSecurityManager
+from Products.Five.browser import BrowserView
+
+from collective import futures
+from collective.futures import AsyncWorkerStreamIterator, StreamResult
+
+
+def slow(value, delay=0.3):
+    time.sleep(delay)
+    return value
+
+
+class WhoAmI(BrowserView):
+    """Pass 2 runs as the same user as pass 1."""
+
+    def __call__(self):
+        user = getSecurityManager().getUser().getId() or "Anonymous"
+        value = futures.resultOrSubmit("v", None, slow, "computed")
+        if value is None:
+            return "PLACEHOLDER"
+        return f"user={user} value={value}"
+
+
+class Themed(BrowserView):
+    """A page in Plone's main template: the theme applies to pass 2."""
+
+    def __call__(self):
+        value = futures.resultOrSubmit("v", "PLACEHOLDER", slow, "themed result")
+        return self.index(value=value)
+
+
+_lock = threading.Lock()
+
+
+class Write(BrowserView):
+    """Writes to the ZODB in pass 2 of a POST (plone.protect checks it)."""
+
+    def __call__(self):
+        value = futures.resultOrSubmit("w", None, slow, "written", 0.1)
+        if value is None:
+            self.context._futures_writes = "pass 1 must never be committed"
+            return "PLACEHOLDER"
+        self.context._futures_writes = getattr(self.context, "_futures_count", 0) + 1
+        self.context._futures_count = self.context._futures_writes
+        # HTML, as a form handler answers: plone.transformchain (and so
+        # plone.protect) only looks at HTML responses.
+        self.request.response.setHeader("Content-Type", "text/html; charset=utf-8")
+        return f"<html><body><p>writes={self.context._futures_count}</p></body></html>"
+
+
+class Count(BrowserView):
+    def __call__(self):
+        return str(getattr(self.context, "_futures_count", 0))
+
+
+def archive(size):
+    time.sleep(0.2)
+    return StreamResult((bytes([n % 256]) * 1000 for n in range(size // 1000)),
+                        content_type="application/octet-stream", filename="data.bin")
+
+
+class Stream(BrowserView):
+    def __call__(self):
+        return AsyncWorkerStreamIterator(archive, self.request, 200000)
+
+
+class Token(BrowserView):
+    """The current user's CSRF token (plone.protect)."""
+
+    def __call__(self):
+        from plone.protect.authenticator import createToken
+        return createToken()

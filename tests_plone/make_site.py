@@ -1,0 +1,36 @@
+"""Run by ``zconsole run etc/zope.conf make_site.py FEED_URL``: a classic
+Plone site with plone.app.caching on, the news feed record, a member."""
+
+import sys
+
+import transaction
+from AccessControl.SecurityManagement import newSecurityManager
+from Testing.makerequest import makerequest
+
+from Products.CMFPlone.factory import addPloneSite
+
+
+feed_url = sys.argv[-1]
+app = makerequest(app)  # noqa: F821 - zconsole provides app
+admin = app.acl_users.getUserById("admin")
+newSecurityManager(None, admin.__of__(app.acl_users))
+site = addPloneSite(app, "Plone", distribution_name="classic", setup_content=False)
+
+for profile in ("plone.app.caching:default", "plone.app.caching:without-caching-proxy"):
+    site.portal_setup.runAllImportStepsFromProfile(f"profile-{profile}")
+
+from plone.registry import Record, field  # noqa: E402
+from plone.registry.interfaces import IRegistry  # noqa: E402
+from zope.component import getUtility  # noqa: E402
+from zope.component.hooks import setSite  # noqa: E402
+
+setSite(site)
+registry = getUtility(IRegistry)
+registry.records["collective.futures.news_feed_url"] = Record(
+    field.TextLine(title="News feed URL"), feed_url)
+registry["plone.caching.interfaces.ICacheSettings.enabled"] = True
+
+site.portal_registration.addMember("jane", "jane-Secret-1", properties={
+    "username": "jane", "email": "jane@example.org", "fullname": "Jane"})
+transaction.commit()
+print("SITE READY")
