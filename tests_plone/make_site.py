@@ -16,18 +16,17 @@ admin = app.acl_users.getUserById("admin")
 newSecurityManager(None, admin.__of__(app.acl_users))
 site = addPloneSite(app, "Plone", distribution_name="classic", setup_content=False)
 
-for profile in ("plone.app.caching:default", "plone.app.caching:without-caching-proxy"):
+for profile in ("collective.futures.plone:default", "plone.app.caching:default",
+                "plone.app.caching:without-caching-proxy"):
     site.portal_setup.runAllImportStepsFromProfile(f"profile-{profile}")
 
-from plone.registry import Record, field  # noqa: E402
 from plone.registry.interfaces import IRegistry  # noqa: E402
 from zope.component import getUtility  # noqa: E402
 from zope.component.hooks import setSite  # noqa: E402
 
 setSite(site)
 registry = getUtility(IRegistry)
-registry.records["collective.futures.news_feed_url"] = Record(
-    field.TextLine(title="News feed URL"), feed_url)
+registry["collective.futures.news_feed_url"] = feed_url  # from our profile
 registry["plone.caching.interfaces.ICacheSettings.enabled"] = True
 
 site.portal_registration.addMember("jane", "jane-Secret-1", properties={

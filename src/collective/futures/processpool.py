@@ -110,6 +110,12 @@ class _Slot:
                 self.current = future
                 try:
                     self._run(future, payload, key)
+                except Exception as exc:  # e.g. a process that cannot start
+                    logger.exception("%s: running promise %r failed",
+                                     self.thread.name, key)
+                    self._stop_process()
+                    if not future.done():
+                        future.set_exception(exc)
                 finally:
                     self.current = None
         finally:

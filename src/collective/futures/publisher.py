@@ -16,6 +16,11 @@ rendered, nothing is committed yet) in one of two ways:
   for the promises (they run concurrently in the side pool), then raises
   :class:`ReplayRequest`, a ``TransientError``, so ``publish_module``
   publishes the request again exactly as it does after a ConflictError.
+
+Before either, the runtime's admission bounds may turn the request away
+with a 503 (backpressure). The same ``zope.event`` hook sees the last
+pass's ``IPubSuccess``/``IPubFailure`` and writes the request's log line.
+A pass whose response is an ``AsyncWorkerStreamIterator`` binds it there.
 """
 
 import logging

@@ -16,6 +16,7 @@ import threading
 import time
 
 from .aioloop import AsyncioExecutor
+from .exceptions import ConfigurationError
 from .metrics import HISTORY_INTERVAL, Metrics
 from .processpool import ProcessPool, dumps_call
 from .rounds import Round
@@ -222,12 +223,10 @@ class Runtime:
             try:
                 factory = resolve(dotted)
             except (ImportError, AttributeError) as exc:
-                from .exceptions import ConfigurationError
                 raise ConfigurationError(
                     f"<product-config collective.futures>: executor.{name}: "
                     f"cannot import {dotted!r}: {exc}") from exc
             if not callable(factory):
-                from .exceptions import ConfigurationError
                 raise ConfigurationError(
                     f"<product-config collective.futures>: executor.{name}: "
                     f"{dotted!r} is not callable")

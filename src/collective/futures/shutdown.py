@@ -64,6 +64,18 @@ class Drain:
         self.thread.start()
 
     def run(self):
+        try:
+            self._drain()
+        except Exception:
+            logger.exception("draining failed; stopping anyway")
+        finally:
+            # Whatever happened, the signal must still stop the process.
+            self.finished = True
+            if self.signum is not None:
+                # Back to the main thread: _handle chains to the old handler.
+                os.kill(os.getpid(), self.signum)
+
+    def _drain(self):
         runtime = get_runtime()
         runtime.draining = True
         grace = runtime.settings.shutdown_grace
@@ -88,10 +100,6 @@ class Drain:
         while not self._answered(watched) and self.clock() < flush_deadline:
             self.sleep(0.05)
         logger.info("drained; stopping")
-        self.finished = True
-        if self.signum is not None:
-            # Back to the main thread: _handle chains to the old handler.
-            os.kill(os.getpid(), self.signum)
 
     def _watch(self, watched):
         for channel in self.channels():

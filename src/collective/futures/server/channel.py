@@ -3,7 +3,8 @@
 Two threads use a channel, as in waitress itself:
 
 * ASYNCHRONOUS methods run on the server's main loop (the only thread that
-  touches the socket): ``readable``, ``handle_read``, ``handle_close``.
+  touches the socket): ``handle_close``, and while a request is detached
+  ``readable`` and ``handle_read`` (set on the instance then).
 * SYNCHRONOUS methods run on a waitress worker thread: ``service``.
 
 Side threads (a round's last promise, the deadline thread) only call
