@@ -15,6 +15,7 @@ from collective.futures.promises import Promise, make_promise
 from collective.futures.runtime import Runtime
 from collective.futures.settings import Settings
 from collective.futures.shared import SharedFutures
+from collective.futures.sidepool import SidePool
 
 
 # asyncio
@@ -301,3 +302,58 @@ def test_the_resume_gate_lets_slots_resumed_requests_in_at_a_time():
     for channel in channels:
         unlimited.resume(channel)
     assert queued == channels * 2
+
+
+def test_a_shared_execution_older_than_the_timeout_is_not_joined():
+    import concurrent.futures as cf
+    clock = [0.0]
+    shared = SharedFutures(clock=lambda: clock[0], stale_after=5)
+    hung = cf.Future()
+    promise = Promise("k", str, shared=True)
+    assert shared.run(promise, lambda: hung) is hung
+    clock[0] = 4.0
+    assert shared.run(promise, lambda: cf.Future()) is hung  # joined
+    clock[0] = 6.0
+    fresh = cf.Future()
+    assert shared.run(promise, lambda: fresh) is fresh  # hung: started anew
+    assert shared.executions == 2
+
+
+def test_check_plain_looks_at_keys_and_refuses_deep_nesting():
+    from persistent import Persistent
+    from collective.futures.promises import check_plain
+
+    with pytest.raises(TypeError, match="persistent object"):
+        check_plain("x", ({Persistent(): 1},), {})
+    with pytest.raises(TypeError, match="persistent object"):
+        check_plain("x", (), {"a": [(1, {"b": Persistent()})]})
+    deep = "leaf"
+    for _ in range(9):
+        deep = [deep]
+    with pytest.raises(TypeError, match="nest deeper"):
+        check_plain("x", (deep,), {})
+    check_plain("x", ([1, "a", {"k": (None, 2.5)}],), {"flag": True})
+
+
+def test_a_queue_bound_of_zero_still_uses_idle_capacity():
+    pool = SidePool(2, max_queue=0)
+    try:
+        assert pool.submit(lambda: 1).result(5) == 1
+        release = threading.Event()
+        held = [pool.submit(release.wait, 5) for _ in range(2)]
+        time.sleep(0.05)
+        with pytest.raises(futures.ExecutorFullError):
+            pool.submit(lambda: 2)
+        release.set()
+        for future in held:
+            future.result(5)
+    finally:
+        pool.shutdown()
+
+
+def test_a_stream_cannot_be_shared(request_):
+    with pytest.raises(TypeError, match="cannot be shared"):
+        futures.AsyncWorkerStreamIterator(
+            futures.promise(fn, shared=True), request_)
+    with pytest.raises(TypeError, match="request must be the Zope request"):
+        futures.AsyncWorkerStreamIterator(fn, object())

@@ -146,6 +146,24 @@ def test_fn_raising_before_its_first_byte_is_a_500(zope):
     assert "RuntimeError: stream failed before its first byte" in zope.log()
 
 
+def test_a_bad_content_length_from_fn_is_a_500(zope):
+    status, headers, body = zope.request("/@@stream?kind=bad-length")
+    assert (status, body) == (500, b"Internal Server Error\n")
+    assert "Content-Length 'three' is not a number of bytes" in zope.log()
+    assert zope.get("/@@plain") == (200, "plain page")
+
+
+def test_past_max_streams_a_new_stream_gets_a_503(make_zope):
+    zope = make_zope(product_config={"max_streams": "1", "retry_after": "3"})
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(zope.request, "/@@stream?kind=bytes&delay=1")
+        time.sleep(0.3)
+        second = zope.request("/@@stream?kind=bytes&delay=0.1")
+        assert first.result(30)[2] == b"streamed"
+    assert second[0] == 503 and second[1]["Retry-After"] == "3"
+    assert zope.request("/@@stream?kind=bytes&delay=0.1")[2] == b"streamed"
+
+
 def test_fn_raising_mid_stream_truncates_the_response(zope):
     connection = http.client.HTTPConnection(*zope.address, timeout=30)
     try:

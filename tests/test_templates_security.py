@@ -96,6 +96,19 @@ def test_a_promise_runs_with_no_user_and_no_request(zope):
     assert f'<p id="who">{who}</p>' in body
 
 
+def test_restricted_code_cannot_read_kept_shared_results(zope):
+    import hashlib
+    zope.get("/@@fs-template")  # 'whoami' is now kept, shared
+    digest = hashlib.sha256(repr(((), [])).encode()).hexdigest()[:32]
+    for guess in (f"shared-named-promise:whoami:{digest}", "who",
+                  f"named:shared-named-promise:whoami:{digest}"):
+        add_template(zope, "ttw_guess", (
+            '<p tal:define="f nocall:context/@@futures" '
+            f'tal:content="python: repr(f.result({guess!r}))">x</p>'))
+        assert zope.get("/ttw_guess") == (200, "<p>None</p>"), guess
+        zope.request("/manage_delObjects?ids=ttw_guess", headers=zope.admin_headers())
+
+
 def test_trusted_code_cannot_hand_a_promise_the_request_or_the_database(zope):
     assert zope.get("/@@view-method-promise")[1].startswith(
         "TypeError: collective.futures.submit(): fn is a method of a view")

@@ -289,6 +289,10 @@ async def async_chunks(size):
     return StreamResult(produce(), content_type="application/octet-stream")
 
 
+def bad_length():
+    return StreamResult(b"abc", headers={"Content-Length": "three"})
+
+
 class StreamView(View):
     def __call__(self):
         form = self.request.form
@@ -321,6 +325,8 @@ class StreamView(View):
                 self.request, size)
         if kind == "async-gen":
             return AsyncWorkerStreamIterator(async_chunks, self.request, size)
+        if kind == "bad-length":
+            return AsyncWorkerStreamIterator(bad_length, self.request)
         if kind == "view-headers":
             self.request.response.setHeader("Content-Type", "text/csv; charset=utf-8")
             self.request.response.setHeader("X-From-View", "1")

@@ -26,7 +26,9 @@ def _authorized(context, request):
     if token and header.startswith("Bearer ") and hmac.compare_digest(
             header[len("Bearer "):].strip().encode(), token.encode()):
         return True
-    return bool(getSecurityManager().checkPermission(MANAGE, context))
+    # Process-wide figures: a Manager of the whole site, not of a folder.
+    root = context.getPhysicalRoot() if hasattr(context, "getPhysicalRoot") else context
+    return bool(getSecurityManager().checkPermission(MANAGE, root))
 
 
 class Metrics:

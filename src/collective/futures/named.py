@@ -20,8 +20,7 @@ from zope.interface import Attribute, Interface, implementer
 from zope.security.interfaces import IPermission
 
 from . import api
-from .exceptions import FutureNotResolvedError, FutureNotSubmittedError
-from .promises import check_plain, promise
+from .promises import promise
 from .runtime import get_runtime
 
 
@@ -59,7 +58,9 @@ class NamedPromise:
         arguments, never by the caller's key: two calls share a result only
         if they ask for exactly the same thing."""
         digest = hashlib.sha256(repr((args, sorted(kwargs.items()))).encode())
-        return f"{KEY_PREFIX}{self.name}:{digest.hexdigest()[:32]}"
+        # Never of the form KEY_PREFIX + anything: a key restricted code
+        # chooses can not name a shared result.
+        return f"shared-named-promise:{self.name}:{digest.hexdigest()[:32]}"
 
 
 def _title(permission):
@@ -85,11 +86,27 @@ def _named(context, name):
     return named
 
 
-def _plain(name, args, kwargs):
-    try:
-        check_plain(f"@@futures: promise {name!r}", args, kwargs)
-    except TypeError as exc:
-        raise Unauthorized(str(exc)) from None
+_PLAIN = (str, bytes, int, float, bool, type(None))
+
+
+def _plain(name, args, kwargs, depth=8):
+    """Restricted code may pass plain data only: str, bytes, numbers,
+    booleans, None, and lists, tuples and dicts of those (an allowlist)."""
+    pending = [(value, 0) for value in args + tuple(kwargs.values())]
+    while pending:
+        value, level = pending.pop()
+        if isinstance(value, _PLAIN) and type(value) in _PLAIN:
+            continue
+        if type(value) in (list, tuple) and level < depth:
+            pending.extend((v, level + 1) for v in value)
+            continue
+        if type(value) is dict and level < depth:
+            pending.extend((v, level + 1) for v in value)
+            pending.extend((v, level + 1) for v in value.values())
+            continue
+        raise Unauthorized(
+            f"@@futures: promise {name!r}: arguments must be plain data (str, "
+            f"numbers, lists and dicts of them), not {type(value).__name__}")
 
 
 class TemplateFutures:
@@ -107,10 +124,10 @@ class TemplateFutures:
     def result(self, key, default=None):
         """The result for ``key``, or ``default`` (a promise that raised
         raises here)."""
-        try:
-            return api.result(KEY_PREFIX + str(key))
-        except (FutureNotSubmittedError, FutureNotResolvedError):
-            return default
+        # This request's results only: restricted code must not read the
+        # process-wide kept results by guessing a key.
+        outcome = api.futures_for(self.request).resolved.get(KEY_PREFIX + str(key))
+        return default if outcome is None else outcome.unwrap()
 
     def submit(self, key, name, *args, **kwargs):
         """Submit the promise registered as ``name`` for ``key``."""

@@ -71,6 +71,9 @@ class _Slot:
         self.process = None
         self.conn = None
         self.current = None  # the future being run
+        # Guards current and kill(): interrupt must not kill a process that
+        # has moved on to the next promise.
+        self.lock = threading.Lock()
         self.thread = threading.Thread(
             target=self._work, name=f"{pool.name}-{number}", daemon=True)
 
@@ -107,7 +110,8 @@ class _Slot:
                 future, payload, key = item
                 if not future.set_running_or_notify_cancel():
                     continue
-                self.current = future
+                with self.lock:
+                    self.current = future
                 try:
                     self._run(future, payload, key)
                 except Exception as exc:  # e.g. a process that cannot start
@@ -117,7 +121,8 @@ class _Slot:
                     if not future.done():
                         future.set_exception(exc)
                 finally:
-                    self.current = None
+                    with self.lock:
+                        self.current = None
         finally:
             self._stop_process()
 
@@ -186,7 +191,8 @@ class ProcessPool(concurrent.futures.Executor):
         with self._cv:
             if self._shutdown:
                 raise RuntimeError("cannot submit to the process pool after shutdown")
-            if len(self._queue) - self._idle >= self.max_queue:
+            spare = self._idle + self.max_workers - len(self._slots)
+            if len(self._queue) - spare >= self.max_queue:
                 raise ExecutorFullError(
                     f"{self.name}: {self.max_queue} promises already wait for "
                     f"a worker process (process_max_queue)")
@@ -220,9 +226,10 @@ class ProcessPool(concurrent.futures.Executor):
         with self._cv:
             slots = list(self._slots)
         for slot in slots:
-            if slot.current is future:
-                slot.kill()
-                return True
+            with slot.lock:
+                if slot.current is future:
+                    slot.kill()
+                    return True
         return False
 
     @property

@@ -143,11 +143,12 @@ def _refusal(value):
     return None
 
 
-def check_plain(what, args, kwargs, fn=None, depth=4):
-    """TypeError if ``fn`` is bound to, or an argument is (or contains,
-    ``depth`` containers deep), a persistent object, an acquisition wrapper
+def check_plain(what, args, kwargs, fn=None, depth=8):
+    """TypeError if ``fn`` is bound to, or an argument is (or contains, as
+    an item, a key or a value), a persistent object, an acquisition wrapper
     or the request: promises run without the ZODB connection and the
-    request those belong to."""
+    request those belong to. Containers nested deeper than ``depth`` are
+    refused too, rather than left unchecked."""
     owner = getattr(fn, "__self__", None)
     if owner is not None and not isinstance(owner, type):
         reason = _refusal(owner)
@@ -165,10 +166,14 @@ def check_plain(what, args, kwargs, fn=None, depth=4):
         if reason is not None:
             raise TypeError(f"{what}: an argument is {reason}; pass plain data "
                             f"(ids, URLs, strings) instead")
-        if level < depth:
+        if isinstance(value, (dict, list, tuple, set, frozenset)):
+            if level >= depth:
+                raise TypeError(f"{what}: arguments nest deeper than {depth} "
+                                f"containers; pass flatter plain data")
             if isinstance(value, dict):
+                pending.extend((v, level + 1) for v in value)
                 pending.extend((v, level + 1) for v in value.values())
-            elif isinstance(value, (list, tuple, set, frozenset)):
+            else:
                 pending.extend((v, level + 1) for v in value)
 
 

@@ -81,16 +81,26 @@ def futures_for(request):
     return state
 
 
+_install_lock = threading.Lock()
+
+
+def _install_end_pass():
+    # Why zope.event and not a ZCML subscriber: zope.component calls
+    # IPubBeforeCommit subscribers in registration order, and Plone's
+    # plone.transformchain (Diazo, plone.protect) registers first. A pass
+    # that submitted promises is thrown away; ending it before them spares
+    # the theme transform. zope.event.subscribers is the documented hook
+    # list, and zope.component's dispatch is one entry. Locked: two first
+    # requests must not insert it twice.
+    with _install_lock:
+        if _end_pass not in zope.event.subscribers:
+            zope.event.subscribers.insert(0, _end_pass)
+
+
 def pass_started(event):
     """IPubStart subscriber: a pass (or a retry of one) begins."""
     if _end_pass not in zope.event.subscribers:
-        # Why zope.event and not a ZCML subscriber: zope.component calls
-        # IPubBeforeCommit subscribers in registration order, and Plone's
-        # plone.transformchain (Diazo, plone.protect) registers first. A pass
-        # that submitted promises is thrown away; ending it before them
-        # spares the theme transform. zope.event.subscribers is the
-        # documented hook list, and zope.component's dispatch is one entry.
-        zope.event.subscribers.insert(0, _end_pass)
+        _install_end_pass()
     request = event.request
     if not request.environ.get(SUSPEND_KEY):
         _make_body_replayable(request)
@@ -144,9 +154,9 @@ def _end_pass(event):
             f"({', '.join(sorted(state.pending))}) but max_passes is "
             f"{settings.max_passes}")
     suspending = settings.suspend and bool(request.environ.get(SUSPEND_KEY))
-    refusal = runtime.admission(state.pending, suspending)
+    refusal, may_wait = runtime.admission(state.pending, suspending)
     if refusal is not None:
-        if settings.overload == "wait" and not runtime.draining:
+        if settings.overload == "wait" and may_wait:
             suspending = False  # run this request's promises in its worker
         else:
             runtime.metrics.request_rejected()

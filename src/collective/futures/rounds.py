@@ -70,7 +70,8 @@ class Round:
                 continue
             with self._lock:
                 if self._finished:
-                    future.cancel()
+                    if not promise.shared:  # others may be waiting on it
+                        future.cancel()
                     continue
                 self._futures[key] = future
             future.add_done_callback(

@@ -128,7 +128,8 @@ class Runtime:
         self.settings = settings or Settings()
         self.clock = clock
         self.deadlines = deadlines or Deadlines(clock)
-        self.shared = SharedFutures(self.settings.shared_max_entries, clock)
+        self.shared = SharedFutures(self.settings.shared_max_entries, clock,
+                                    stale_after=self.settings.timeout)
         self._factories = dict(self.settings.executors)
         # Guards lazy creation of executors.
         self._lock = threading.Lock()
@@ -163,13 +164,21 @@ class Runtime:
                 for name, executor in sorted(executors.items())}
 
     def admission(self, promises, suspending):
-        """Why a request submitting ``promises`` must be turned away now
-        (a bound is reached), or None."""
+        """``(reason, may_wait)`` when a request submitting ``promises``
+        must not suspend now (a bound is reached), else ``(None, True)``.
+        ``may_wait``: running its promises while its worker waits would
+        respect the bounds (only ``max_suspended`` was reached)."""
         if self.draining:
-            return "the server is shutting down"
+            return "the server is shutting down", False
+        reason = self._queue_full(promises)
+        if reason is not None:
+            return reason, False
         if suspending and self.metrics.suspended >= self.settings.max_suspended:
             return (f"{self.metrics.suspended} requests are suspended "
-                    f"(max_suspended)")
+                    f"(max_suspended)"), True
+        return None, True
+
+    def _queue_full(self, promises):
         wanted = {}
         for promise in promises.values():
             wanted[promise.executor] = wanted.get(promise.executor, 0) + 1
@@ -191,19 +200,33 @@ class Runtime:
         """The executor called ``name``, created on first use."""
         with self._lock:
             executor = self._executors.get(name)
-            if executor is None:
-                executor = self._executors[name] = self._create(name)
-            return executor
+        if executor is None:
+            # Created outside the lock: a factory may be slow, or use the
+            # runtime itself. If two threads race, the first one stored wins.
+            created = self._create(name)
+            with self._lock:
+                executor = self._executors.setdefault(name, created)
+            if executor is not created:
+                created.shutdown(wait=False)
+        return executor
 
     @property
     def executor(self):
         """The default (``threads``) executor."""
         return self.executor_for("threads")
 
+    @property
+    def stream_pool(self):
+        """The threads that run handed-off streams (``max_streams``)."""
+        return self.executor_for("streams")
+
     def _create(self, name):
         s = self.settings
         if name == "threads":
             return SidePool(s.max_workers, max_queue=s.max_queue)
+        if name == "streams":
+            return SidePool(s.max_streams, name="collective.futures-stream",
+                            max_queue=0)
         if name == "processes":
             return ProcessPool(s.process_workers, s.process_max_queue,
                                s.process_start_method)

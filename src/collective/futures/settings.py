@@ -156,6 +156,11 @@ OPTIONS = (
         "allows one round of promises, 3 allows dependent lookups.",
     ),
     Option(
+        "max_streams", _positive_int, 64,
+        "Handed-off streams written at once (each holds a writer thread "
+        "while its client reads); past it a new stream gets a 503.",
+    ),
+    Option(
         "max_suspended", _positive_int, 1000,
         "Requests that may be suspended at once; past it a request that "
         "wants to suspend gets ``overload``'s answer.",
@@ -214,6 +219,7 @@ class Settings:
     asyncio_max_concurrency: int = 1000
     asyncio_max_queue: int = 10000
     shared_max_entries: int = 1000
+    max_streams: int = 64
     max_suspended: int = 1000
     overload: str = "reject"
     retry_after: int = 5

@@ -15,9 +15,12 @@ from .promises import Outcome
 
 
 class SharedFutures:
-    def __init__(self, max_entries=1000, clock=time.monotonic):
+    def __init__(self, max_entries=1000, clock=time.monotonic, stale_after=None):
         self.max_entries = max_entries
         self.clock = clock
+        #: An execution in flight longer than this is not joined any more
+        #: (it hangs, or its upstream does): the next request starts anew.
+        self.stale_after = stale_after
         # Guards the in-flight futures, the cache and the counters.
         self._lock = threading.Lock()
         self._inflight = {}
@@ -45,19 +48,23 @@ class SharedFutures:
         new one started with ``submit()``."""
         key = promise.shared_key or promise.key
         with self._lock:
-            future = self._inflight.get(key)
-            if future is not None:
-                self.joined += 1
-                return future
+            entry = self._inflight.get(key)
+            if entry is not None:
+                future, started = entry
+                if (self.stale_after is None
+                        or self.clock() - started < self.stale_after):
+                    self.joined += 1
+                    return future
             future = submit()
             self.executions += 1
-            self._inflight[key] = future
+            self._inflight[key] = (future, self.clock())
         future.add_done_callback(lambda f: self._finished(key, promise.ttl, f))
         return future
 
     def _finished(self, key, ttl, future):
         with self._lock:
-            if self._inflight.get(key) is future:
+            entry = self._inflight.get(key)
+            if entry is not None and entry[0] is future:
                 del self._inflight[key]
             if ttl and not future.cancelled() and future.exception() is None:
                 self._cache[key] = (self.clock() + ttl,

@@ -1,9 +1,11 @@
 """The side threads: a bounded pool that runs promises, and one watchdog
 thread that enforces deadlines.
 
-Runs on: ``collective.futures-worker-N`` threads (promises) and the
-``collective.futures-deadlines`` thread (timeouts). Neither ever touches a
-socket, the ZODB or a Zope request.
+Runs on: ``collective.futures-worker-N`` threads (promises),
+``collective.futures-stream-N`` threads (handed-off streams, which write
+through waitress's thread-safe output buffer) and the
+``collective.futures-deadlines`` thread (timeouts). None touches a socket
+directly, the ZODB or a Zope request.
 
 Both are daemon threads: a promise that hangs must not keep the process
 alive when the server stops (``concurrent.futures.ThreadPoolExecutor`` joins
@@ -72,8 +74,9 @@ class SidePool(concurrent.futures.Executor):
         with self._cv:
             if self._shutdown:
                 raise RuntimeError("cannot submit to a SidePool after shutdown")
+            spare = self._idle + self.max_workers - len(self._threads)
             if (self.max_queue is not None
-                    and len(self._queue) - self._idle >= self.max_queue):
+                    and len(self._queue) - spare >= self.max_queue):
                 raise ExecutorFullError(
                     f"{self._name}: {self.max_queue} promises already wait for "
                     f"a thread (max_queue)")

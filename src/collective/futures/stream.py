@@ -12,6 +12,7 @@ the body: bytes, str, an iterable of bytes (or str), a binary file object,
 or a :class:`StreamResult` wrapping one of those with a status and headers.
 """
 
+import concurrent.futures
 import http
 import logging
 import os
@@ -98,6 +99,8 @@ def check_headers(headers):
             raise ValueError(f"header {name!r}: CR or LF in name or value")
         if name.lower() in _HOP_BY_HOP:
             raise ValueError(f"header {name!r} is hop-by-hop: the server sets it")
+        if name.lower() == "content-length" and not value.strip().isdigit():
+            raise ValueError(f"Content-Length {value!r} is not a number of bytes")
 
 
 def charset_of(headers, default="utf-8"):
@@ -144,6 +147,7 @@ def prepare(result, view_status, view_headers):
         extra = result.headers
         result = result.body
     check_headers(extra)
+    check_headers(view_headers)
     headers = merge_headers(view_headers, extra)
     charset = charset_of(headers)
     has_length = any(n.lower() == "content-length" for n, _ in extra)
@@ -272,9 +276,13 @@ class AsyncWorkerStreamIterator:
             raise TypeError(
                 f"AsyncWorkerStreamIterator(): request must be the Zope "
                 f"request (self.request), not {type(request).__name__}")
-        # fn may carry options from futures.promise() (an executor, shared).
+        # fn may carry options from futures.promise() (an executor).
         self.promise = make_promise(
             "AsyncWorkerStreamIterator", "stream", fn, args, kwargs)
+        if self.promise.shared:
+            raise TypeError(
+                "AsyncWorkerStreamIterator(): a stream cannot be shared (each "
+                "client reads its own output); drop shared=True")
         self.name = self.promise.name
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
         self.suspendable = bool(environ.get(SUSPEND_KEY))
@@ -300,7 +308,7 @@ class AsyncWorkerStreamIterator:
             # Why wait: this side thread writes what fn returns. The stream's
             # own deadline answers 504 at `timeout`; the grace bounds this.
             return future.result(runtime.settings.timeout + 5.0)
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:
             if not future.cancel():
                 runtime.interrupt(promise, future)
             raise
@@ -397,7 +405,7 @@ def run_and_prepare(stream, view_status, view_headers):
         # Why wait: this server cannot release the thread; fn's status and
         # headers must be known before the response starts. Bounded.
         result = future.result(timeout)
-    except TimeoutError:
+    except concurrent.futures.TimeoutError:
         future.cancel()
         logger.error("stream %s produced nothing within %g s: 504",
                      stream.name, timeout)

@@ -32,8 +32,10 @@ class NewsView(BrowserView):
         self.items, self.error = None, None
         if self.url:
             try:
+                # The URL is part of the key: sites (or a changed record)
+                # with other feeds must not share this one's result.
                 self.items = futures.resultOrSubmit(
-                    "collective.futures.news", None,
+                    f"collective.futures.news:{self.url}", None,
                     futures.promise(fetch_feed, shared=True, ttl=TTL), self.url)
             except Exception as exc:  # the feed failed: say so, keep the page
                 self.error = f"{type(exc).__name__}: {exc}"

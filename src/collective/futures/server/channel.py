@@ -7,12 +7,17 @@ Two threads use a channel, as in waitress itself:
   ``readable`` and ``handle_read`` (set on the instance then).
 * SYNCHRONOUS methods run on a waitress worker thread: ``service``.
 
-Side threads (a round's last promise, the deadline thread) only call
+Side threads (a round's last promise, the deadline thread) call
 ``_resume``, which hands the outcomes over and re-queues the channel with
-``server.add_task``; they never touch the socket.
+``server.add_task``. A handed-off stream's thread writes its response
+through the task (``write_soon``, waitress's thread-safe output buffer);
+no side thread ever touches the socket itself.
 
-Exactly one ``service()`` per channel is ever queued or running, as in stock
-waitress: a suspended channel is in neither state until ``_resume``.
+As in stock waitress, one ``service()`` per channel serves the request: a
+suspended channel is neither queued nor served until ``_resume``. (If a
+round finishes while ``_suspend`` is still returning, the next
+``service()`` may start before that call has fully returned; the caller
+does nothing with the channel after starting the round.)
 """
 
 import threading
@@ -150,6 +155,7 @@ class FuturesChannel(HTTPChannel):
     def _resume(self, state, outcomes):
         state.record(outcomes)
         self.resumed_state = state
+        self._suspended_state = None
         self._attach()
         # Through the gate, so a burst of resumed requests cannot queue
         # ahead of every fresh one (fairness.py).

@@ -3,7 +3,8 @@
 waitress documents ``channel_class`` and ``task_class`` as extension points
 but not the behaviour below; it is the same from waitress 2.0.0 to 3.0.x.
 :func:`check` verifies what can be verified at startup, and
-``tests/test_waitress_internals.py`` exercises the behaviour, so a waitress
+``tests/test_waitress_glue.py`` (and the functional tests) exercise the
+behaviour, so a waitress
 release that moves any of it fails loudly instead of hanging requests.
 
 1. ``waitress.server.BaseWSGIServer.channel_class`` is read at accept time,

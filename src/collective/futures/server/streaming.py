@@ -37,7 +37,9 @@ class StreamJob:
         self.stream = stream
         self.on_done = on_done
         runtime = get_runtime()
-        self.executor = runtime.executor
+        # Streams have a pool of their own: a slow reader holds its writer
+        # thread for the whole download, and must not starve promises.
+        self.executor = runtime.stream_pool
         self.timeout = runtime.settings.timeout
         self.deadlines = runtime.deadlines
         # Guards state and the completion: three threads race for them.
@@ -53,7 +55,10 @@ class StreamJob:
 
     def start(self):
         self._timer = self.deadlines.call_later(self.timeout, self._expire)
-        self._future = self.executor.submit(self._run)
+        try:
+            self._future = self.executor.submit(self._run)
+        except Exception as exc:  # the stream pool is full, or shut down
+            self.refuse(str(exc))
         return self
 
     def cancel(self, reason="cancelled"):
@@ -69,14 +74,18 @@ class StreamJob:
         self._complete()
 
     def refuse(self, reason):
-        """The server is stopping: 503 if nothing was sent yet."""
+        """503 (with Retry-After) if nothing was sent yet: the server is
+        stopping, or the stream pool is full."""
         with self._lock:
             if self.state != "pending":
                 return  # streaming: it ends when the process does
             self.state = "refused"
         if self._future is not None:
             self._future.cancel()
-        self._send_error(error_prepared(503, f"Service Unavailable: {reason}"))
+        refusal = error_prepared(503, f"Service Unavailable: {reason}")
+        refusal.headers.append(
+            ("Retry-After", str(get_runtime().settings.retry_after)))
+        self._send_error(refusal)
 
     def _expire(self):
         """Deadline thread: fn produced no first byte within timeout."""
@@ -127,8 +136,8 @@ class StreamJob:
 
     def _send(self, prepared):
         task = self.task
-        set_response(task, prepared.status, prepared.headers)
         try:
+            set_response(task, prepared.status, prepared.headers)
             for chunk in prepared.chunks:
                 self._wait_for_room()
                 task.write(chunk)
