@@ -26,3 +26,22 @@ def request_():
     setRequest(request)
     yield request
     clearRequest()
+
+
+@pytest.fixture
+def make_zope(tmp_path):
+    """Make Zope instances (real waitress, own directory each), stopped at
+    the end of the test. ``make_zope(start=False, ...)`` leaves it to the
+    test to start it."""
+    from zopeinstance import ZopeInstance
+
+    made = []
+
+    def make(start=True, **kw):
+        instance = ZopeInstance(tmp_path / f"zope{len(made)}", **kw).create()
+        made.append(instance)
+        return instance.start() if start else instance
+
+    yield make
+    for instance in made:
+        instance.stop()

@@ -15,20 +15,6 @@ from zopeinstance import GUNICORN, HERE, ZopeInstance, subprocess_env
 pytestmark = pytest.mark.functional
 
 
-@pytest.fixture
-def make_zope(tmp_path):
-    started = []
-
-    def make(**kw):
-        instance = ZopeInstance(tmp_path / f"zope{len(started)}", **kw).create()
-        started.append(instance)
-        return instance
-
-    yield make
-    for instance in started:
-        instance.stop()
-
-
 def check_wait_mode_pages(zope):
     start = time.monotonic()
     assert zope.get("/@@parallel?n=3&delay=1") == (
@@ -40,19 +26,19 @@ def check_wait_mode_pages(zope):
         200, "promise raised ValueError: the promise failed")
     token = "conflict-wait-" + str(time.monotonic_ns())
     assert zope.get(f"/@@conflict?token={token}")[0] == 200
-    seen = json.loads(zope.get("/@@counters")[1])
+    seen = zope.counters()
     assert seen[f"conflict-{token}.started"] == 1
 
 
 def test_waitress_with_suspend_off(make_zope):
-    zope = make_zope(product_config={"suspend": "off"}).start()
+    zope = make_zope(product_config={"suspend": "off"})
     check_wait_mode_pages(zope)
     assert "collective.futures ready: wait mode" in zope.log()
     assert "futures are served in wait mode" in zope.log()
 
 
 def test_gunicorn(make_zope, tmp_path):
-    zope = make_zope(command=GUNICORN + [
+    zope = make_zope(start=False, command=GUNICORN + [
         "--paste", str(tmp_path / "zope0/etc/zope.ini"),
         "--bind", "127.0.0.1:0", "--workers", "1", "--threads", "2",
         "--worker-class", "gthread", "--timeout", "60", "--no-control-socket"])
@@ -70,7 +56,7 @@ def test_gunicorn(make_zope, tmp_path):
 def test_wait_mode_without_retry_budget_is_a_clear_error(make_zope):
     """Wait mode replays through Zope's retry loop; when its budget is
     spent, the request fails clearly instead of serving a placeholder."""
-    zope = make_zope(product_config={"suspend": "off"})
+    zope = make_zope(start=False, product_config={"suspend": "off"})
     conf = zope.home / "etc/zope.conf"
     conf.write_text(conf.read_text() + "max-conflict-retries 1\n")
     zope.start()

@@ -6,7 +6,6 @@ import hashlib
 import http.client
 import json
 import re
-import statistics
 import time
 import urllib.parse
 import uuid
@@ -28,14 +27,6 @@ def zope(tmp_path_factory):
     instance.stop()
 
 
-def timed_get(instance, path):
-    start = time.monotonic()
-    status, body = instance.get(path)
-    return status, body, time.monotonic() - start
-
-
-def counters(instance):
-    return json.loads(instance.get("/@@counters")[1])
 
 
 def test_startup_says_which_mode_is_active(zope):
@@ -47,12 +38,12 @@ def test_twenty_slow_requests_on_two_threads_do_not_block(zope):
     needs 10 s; freed workers need about 1 s. A plain page stays fast."""
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         start = time.monotonic()
-        slow = [pool.submit(timed_get, zope, "/@@slow-futures?delay=1")
+        slow = [pool.submit(zope.timed_get, "/@@slow-futures?delay=1")
                 for _ in range(20)]
         time.sleep(0.2)
         probes = []
         while not all(f.done() for f in slow) and len(probes) < 20:
-            status, body, took = timed_get(zope, "/@@plain")
+            status, body, took = zope.timed_get("/@@plain")
             assert (status, body) == (200, "plain page")
             probes.append(took)
             time.sleep(0.05)
@@ -68,14 +59,14 @@ def test_blocking_view_does_block(zope):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         start = time.monotonic()
         results = list(pool.map(
-            lambda _: timed_get(zope, "/@@slow-blocking?delay=1"), range(4)))
+            lambda _: zope.timed_get("/@@slow-blocking?delay=1"), range(4)))
         total = time.monotonic() - start
     assert all(s == 200 for s, _, _ in results)
     assert total >= 1.9, total
 
 
 def test_promises_of_one_pass_run_concurrently(zope):
-    status, body, took = timed_get(zope, "/@@parallel?n=5&delay=1")
+    status, body, took = zope.timed_get("/@@parallel?n=5&delay=1")
     assert status == 200
     assert body == "parallel: " + ", ".join(f"p{i} after 1s" for i in range(5))
     assert took < 2.5, took
@@ -198,7 +189,7 @@ def test_conflict_error_in_pass_two_is_retried_without_running_promises_again(zo
     token = uuid.uuid4().hex[:8]
     status, body = zope.get(f"/@@conflict?token={token}")
     assert (status, body) == (200, "after conflict: c after 0.1s")
-    seen = counters(zope)
+    seen = zope.counters()
     assert seen[f"conflict-{token}.started"] == 1
     assert seen[f"conflict-{token}.renders"] == 2
 
@@ -246,7 +237,7 @@ def test_bad_input_fails_at_the_call(zope, case, message):
 
 
 def test_cancelled_promises_mean_no_second_pass(zope):
-    status, body, took = timed_get(zope, "/@@cancel-all")
+    status, body, took = zope.timed_get("/@@cancel-all")
     assert (status, body) == (200, "cancelled=True")
     assert took < 2
 

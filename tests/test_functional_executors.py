@@ -36,9 +36,6 @@ def zope(tmp_path_factory):
     instance.stop()
 
 
-def counters(zope):
-    return json.loads(zope.get("/@@counters")[1])
-
 
 def test_a_thousand_asyncio_promises_take_about_one_second(zope, upstream):
     zope.get(f"/@@async-fanout?n=5&port={upstream.port}&delay=0.1")  # loop started
@@ -85,16 +82,16 @@ def test_a_hundred_concurrent_requests_share_one_execution(zope):
     with concurrent.futures.ThreadPoolExecutor(100) as pool:
         results = list(pool.map(get, range(100)))
     assert set(results) == {(200, "computed once for flight")}
-    assert counters(zope)["flight.executions"] == 1
+    assert zope.counters()["flight.executions"] == 1
 
 
 def test_a_kept_shared_result_needs_no_second_pass(zope):
     assert zope.get("/@@shared?counter=ttl&ttl=60&delay=0.1") == (
         200, "computed once for ttl")
-    assert counters(zope)["ttl.passes"] == 2
+    assert zope.counters()["ttl.passes"] == 2
     assert zope.get("/@@shared?counter=ttl&ttl=60&delay=0.1") == (
         200, "computed once for ttl")
-    seen = counters(zope)
+    seen = zope.counters()
     assert seen["ttl.passes"] == 3  # one pass only for the second request
     assert seen["ttl.executions"] == 1
 
@@ -106,7 +103,7 @@ def test_a_hang_up_cancels_a_running_asyncio_promise(zope):
     conn.close()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        seen = counters(zope)
+        seen = zope.counters()
         if seen.get("acancel.finally"):
             break
         time.sleep(0.1)

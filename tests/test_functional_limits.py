@@ -2,37 +2,20 @@
 small Zope instance (real waitress, real sockets)."""
 
 import concurrent.futures
-import json
 import re
 import signal
-import subprocess
 import time
 
 import pytest
 
 import rawhttp
-from zopeinstance import ZopeInstance
 
 
 pytestmark = pytest.mark.functional
 
 
-@pytest.fixture
-def make_zope(tmp_path):
-    started = []
-
-    def make(**kw):
-        instance = ZopeInstance(tmp_path / f"zope{len(started)}", **kw).create()
-        started.append(instance)
-        return instance
-
-    yield make
-    for instance in started:
-        instance.stop()
-
-
 def test_a_promise_past_its_timeout_raises_in_pass_two(make_zope):
-    zope = make_zope(product_config={"timeout": "1", "max_workers": "2"}).start()
+    zope = make_zope(product_config={"timeout": "1", "max_workers": "2"})
     start = time.monotonic()
     status, body = zope.get("/@@timeout?delay=3")
     took = time.monotonic() - start
@@ -47,18 +30,18 @@ def test_a_promise_past_its_timeout_raises_in_pass_two(make_zope):
 
 def test_a_client_that_hangs_up_while_suspended_is_noticed(make_zope):
     """Promises not yet started are skipped and pass 2 is never rendered."""
-    zope = make_zope(product_config={"max_workers": "2"}).start()
+    zope = make_zope(product_config={"max_workers": "2"})
     conn = rawhttp.Connection(zope.address)
     conn.send(rawhttp.get("/@@parallel?n=6&delay=1&counter=gone"))
     time.sleep(0.4)
     conn.close()
     time.sleep(2.0)  # the two started promises finish; the rest never start
-    seen = json.loads(zope.get("/@@counters")[1])
+    seen = zope.counters()
     assert seen["gone.started"] == 2, seen
     assert "gone.renders" not in seen
     # Both pool threads are free again: a full round still works.
     assert zope.get("/@@parallel?n=2&delay=0.1&counter=after")[0] == 200
-    assert json.loads(zope.get("/@@counters")[1])["after.renders"] == 1
+    assert zope.counters()["after.renders"] == 1
 
 
 def read_until_closed(address, path, timeout):
@@ -72,7 +55,7 @@ def read_until_closed(address, path, timeout):
 
 
 def test_sigterm_lets_suspended_requests_finish_within_the_grace(make_zope):
-    zope = make_zope(product_config={"shutdown_grace": "10"}).start()
+    zope = make_zope(product_config={"shutdown_grace": "10"})
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         clients = [pool.submit(read_until_closed, zope.address,
                                "/@@slow-futures?delay=1.5", 30) for _ in range(5)]
@@ -92,7 +75,7 @@ def test_sigterm_lets_suspended_requests_finish_within_the_grace(make_zope):
 
 
 def test_sigterm_answers_503_to_what_is_still_suspended_after_the_grace(make_zope):
-    zope = make_zope(product_config={"shutdown_grace": "1"}).start()
+    zope = make_zope(product_config={"shutdown_grace": "1"})
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         clients = [pool.submit(read_until_closed, zope.address,
                                "/@@slow-futures?delay=60", 30) for _ in range(5)]
@@ -115,7 +98,7 @@ def test_sigterm_answers_503_to_what_is_still_suspended_after_the_grace(make_zop
     ({"max_passes": "one"}, "bad value 'one' for 'max_passes'"),
 ])
 def test_bad_configuration_stops_startup_naming_the_key(make_zope, config, message):
-    zope = make_zope(product_config=config)
+    zope = make_zope(start=False, product_config=config)
     with pytest.raises(RuntimeError, match="Zope exited") as info:
         zope.start(timeout=60)
     assert "ConfigurationError" in str(info.value)

@@ -1,7 +1,6 @@
 """Operations in a real Zope under real waitress: metrics (JSON,
 Prometheus, the Control Panel), the request log, backpressure."""
 
-import base64
 import concurrent.futures
 import json
 import re
@@ -10,26 +9,11 @@ import time
 import pytest
 
 import rawhttp
-from zopeinstance import ZopeInstance
 
 
 pytestmark = pytest.mark.functional
 
 TOKEN = "s3cret-scrape-token-0123"
-
-
-@pytest.fixture
-def make_zope(tmp_path):
-    started = []
-
-    def make(**kw):
-        instance = ZopeInstance(tmp_path / f"zope{len(started)}", **kw).create()
-        started.append(instance)
-        return instance.start()
-
-    yield make
-    for instance in started:
-        instance.stop()
 
 
 def metrics(zope):

@@ -1,7 +1,7 @@
 import pytest
 
 from collective.futures.exceptions import ConfigurationError
-from collective.futures.settings import OPTIONS, Settings
+from collective.futures.settings import Settings
 
 
 def test_defaults():

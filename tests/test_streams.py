@@ -4,7 +4,6 @@ is freed at once, output streams with bounded memory, errors are honest."""
 import concurrent.futures
 import hashlib
 import http.client
-import json
 import time
 
 import pytest
@@ -25,23 +24,6 @@ def zope(tmp_path_factory):
     instance.stop()
 
 
-@pytest.fixture
-def make_zope(tmp_path):
-    started = []
-
-    def make(**kw):
-        instance = ZopeInstance(tmp_path / f"zope{len(started)}", **kw).create()
-        started.append(instance)
-        return instance.start()
-
-    yield make
-    for instance in started:
-        instance.stop()
-
-
-def counters(zope):
-    return json.loads(zope.get("/@@counters")[1])
-
 
 def expected_digest(size, chunk=65536):
     digest = hashlib.sha256()
@@ -50,21 +32,16 @@ def expected_digest(size, chunk=65536):
     return digest.hexdigest()
 
 
-def timed_get(zope, path):
-    start = time.monotonic()
-    status, body = zope.get(path)
-    return status, body, time.monotonic() - start
-
 
 def test_twenty_slow_streams_on_two_threads_do_not_block(zope):
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         start = time.monotonic()
-        slow = [pool.submit(timed_get, zope, "/@@stream?kind=bytes&delay=1")
+        slow = [pool.submit(zope.timed_get, "/@@stream?kind=bytes&delay=1")
                 for _ in range(20)]
         time.sleep(0.2)
         probes = []
         while not all(f.done() for f in slow) and len(probes) < 20:
-            status, body, took = timed_get(zope, "/@@plain")
+            status, body, took = zope.timed_get("/@@plain")
             assert status == 200
             probes.append(took)
             time.sleep(0.05)
@@ -183,7 +160,7 @@ def test_head_gets_headers_and_fn_does_not_run(zope):
         "/@@stream?kind=counted&counter=head", method="HEAD")
     assert (status, body) == (200, b"")
     assert zope.request("/@@stream?kind=counted&counter=get")[2] == b"ran"
-    seen = counters(zope)
+    seen = zope.counters()
     assert "head.ran" not in seen and seen["get.ran"] == 1
 
 
@@ -201,14 +178,13 @@ def test_a_client_that_disconnects_stops_the_stream(zope):
     conn = rawhttp.Connection(zope.address)
     conn.send(rawhttp.get(
         "/@@stream?kind=gen&size=1000000000&chunk=65536&delay=0.01&counter=gone"))
-    status, headers = None, None
     status_line = conn.stream.readline()
     assert b"200" in status_line
     conn.stream.read(200000)
     conn.close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        seen = counters(zope)
+        seen = zope.counters()
         if seen.get("gone.closed"):
             break
         time.sleep(0.1)
@@ -249,4 +225,4 @@ def test_streams_without_suspension_run_inline_with_the_same_output(make_zope, s
     assert status == 200
     assert hashlib.sha256(body).hexdigest() == expected_digest(size)
     assert zope.request("/@@stream?kind=counted&counter=ih", method="HEAD")[0] == 200
-    assert "ih.ran" not in counters(zope)
+    assert "ih.ran" not in zope.counters()

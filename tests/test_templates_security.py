@@ -1,7 +1,6 @@
 """Page templates and restricted code: named promises only, no callables;
 promises run with no user and no request."""
 
-import json
 import urllib.parse
 
 import pytest
@@ -30,9 +29,6 @@ def add_template(zope, name, text):
             "Content-Type": "application/x-www-form-urlencoded"})
     assert status in (200, 302), status
 
-
-def counters(zope):
-    return json.loads(zope.get("/@@counters")[1])
 
 
 def test_a_file_system_view_template(zope):
@@ -66,13 +62,13 @@ def test_a_through_the_web_template_submits_a_named_promise(zope):
     ("module_api", "modules['collective.futures'].submit('k', len)"),
 ])
 def test_restricted_code_cannot_submit_anything_else(zope, name, expression):
-    runs = counters(zope).get("upper.runs", 0)
+    runs = zope.counters().get("upper.runs", 0)
     add_template(zope, f"ttw_{name}", (
         f'<p tal:define="f nocall:context/@@futures" tal:content="python: {expression}">'
         f"x</p>"))
     status, body = zope.get(f"/ttw_{name}")
     assert status == 401, (status, body[:300])  # Unauthorized
-    assert counters(zope).get("upper.runs", 0) == runs  # nothing ran
+    assert zope.counters().get("upper.runs", 0) == runs  # nothing ran
 
 
 def test_a_manager_may_submit_a_manager_only_promise(zope):

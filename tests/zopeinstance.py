@@ -9,6 +9,7 @@ etc/site.zcml, var/Data.fs (FileStorage).
 import base64
 import hashlib
 import http.client
+import json
 import os
 import pathlib
 import re
@@ -269,6 +270,16 @@ class ZopeInstance:
             return response.status, dict(response.getheaders()), response.read()
         finally:
             connection.close()
+
+    def counters(self):
+        """The test app's counters (futures_testapp.views.COUNTERS)."""
+        return json.loads(self.get("/@@counters")[1])
+
+    def timed_get(self, path):
+        """(status, body, seconds)."""
+        start = time.monotonic()
+        status, body = self.get(path)
+        return status, body, time.monotonic() - start
 
     def admin_headers(self):
         token = base64.b64encode(":".join(ADMIN).encode()).decode()

@@ -2,7 +2,6 @@ import json
 import threading
 import time
 
-import transaction
 from ZODB.POSException import ConflictError
 
 from collective import futures
