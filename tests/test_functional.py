@@ -36,19 +36,7 @@ def test_startup_says_which_mode_is_active(zope):
 def test_twenty_slow_requests_on_two_threads_do_not_block(zope):
     """threads = 2; 20 concurrent requests whose promise sleeps 1 s. Blocking
     needs 10 s; freed workers need about 1 s. A plain page stays fast."""
-    with concurrent.futures.ThreadPoolExecutor(20) as pool:
-        start = time.monotonic()
-        slow = [pool.submit(zope.timed_get, "/@@slow-futures?delay=1")
-                for _ in range(20)]
-        time.sleep(0.2)
-        probes = []
-        while not all(f.done() for f in slow) and len(probes) < 20:
-            status, body, took = zope.timed_get("/@@plain")
-            assert (status, body) == (200, "plain page")
-            probes.append(took)
-            time.sleep(0.05)
-        results = [f.result(timeout=30) for f in slow]
-        total = time.monotonic() - start
+    results, total, probes = zope.load_with_probes("/@@slow-futures?delay=1", 20)
     assert {(s, b) for s, b, _ in results} == {(200, "futures: slow after 1s")}
     assert total < 5, total
     assert probes and max(probes) < 1.0, probes

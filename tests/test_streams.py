@@ -34,19 +34,7 @@ def expected_digest(size, chunk=65536):
 
 
 def test_twenty_slow_streams_on_two_threads_do_not_block(zope):
-    with concurrent.futures.ThreadPoolExecutor(20) as pool:
-        start = time.monotonic()
-        slow = [pool.submit(zope.timed_get, "/@@stream?kind=bytes&delay=1")
-                for _ in range(20)]
-        time.sleep(0.2)
-        probes = []
-        while not all(f.done() for f in slow) and len(probes) < 20:
-            status, body, took = zope.timed_get("/@@plain")
-            assert status == 200
-            probes.append(took)
-            time.sleep(0.05)
-        results = [f.result(timeout=30) for f in slow]
-        total = time.monotonic() - start
+    results, total, probes = zope.load_with_probes("/@@stream?kind=bytes&delay=1", 20)
     assert {(s, b) for s, b, _ in results} == {(200, "streamed")}
     assert total < 5, total
     assert probes and max(probes) < 1.0, probes

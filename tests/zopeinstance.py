@@ -281,6 +281,23 @@ class ZopeInstance:
         status, body = self.get(path)
         return status, body, time.monotonic() - start
 
+    def load_with_probes(self, path, n, probe="/@@plain"):
+        """``n`` concurrent GETs of ``path`` while ``probe`` is requested
+        every 50 ms: (results [(status, body, s)], total s, probe times)."""
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            start = time.monotonic()
+            slow = [pool.submit(self.timed_get, path) for _ in range(n)]
+            time.sleep(0.2)
+            probes = []
+            while not all(f.done() for f in slow) and len(probes) < 20:
+                status, body, took = self.timed_get(probe)
+                assert status == 200, (status, body[:200])
+                probes.append(took)
+                time.sleep(0.05)
+            results = [f.result(timeout=60) for f in slow]
+            return results, time.monotonic() - start, probes
+
     def admin_headers(self):
         token = base64.b64encode(":".join(ADMIN).encode()).decode()
         return {"Authorization": f"Basic {token}"}
