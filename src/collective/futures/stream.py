@@ -298,7 +298,7 @@ class AsyncWorkerStreamIterator:
         """Run ``fn``: here (a side thread) for the ``threads`` executor,
         else on its executor, waiting for it (bounded by ``timeout``)."""
         promise = self.promise
-        if promise.executor == "threads" and not promise.shared:
+        if promise.executor == "threads":
             from .runtime import promise_context
             with promise_context():
                 return promise()
