@@ -59,6 +59,13 @@ def test_large_generated_body_is_streamed_intact(zope):
         connection.close()
     assert received == size
     assert digest.hexdigest() == expected_digest(size)
+    # The request log counts the body bytes of a chunked stream too (the
+    # line is written just after the last chunk: wait for it, bounded).
+    line = f"stream generated threads: complete, {size} bytes in"
+    deadline = time.monotonic() + 5
+    while line not in zope.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in zope.log()
 
 
 @pytest.mark.parametrize("query, status, headers, body", [

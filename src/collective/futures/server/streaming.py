@@ -50,6 +50,7 @@ class StreamJob:
         self._timer = None
         self.started = time.monotonic()
         self.outcome = None  # for the log line and the metrics
+        self.sent = 0        # body bytes handed to waitress
 
     # Any thread
 
@@ -141,6 +142,7 @@ class StreamJob:
             for chunk in prepared.chunks:
                 self._wait_for_room()
                 task.write(chunk)
+                self.sent += len(chunk)
             if (task.content_length is not None
                     and task.content_bytes_written != task.content_length):
                 logger.warning(
@@ -228,7 +230,7 @@ class StreamJob:
         request_log.info(
             "%s %s: stream %s %s: %s, %d bytes in %.3fs",
             task.request.command, task.request.path, self.stream.name,
-            self.stream.promise.executor, outcome, task.content_bytes_written,
+            self.stream.promise.executor, outcome, self.sent,
             time.monotonic() - self.started)
         self.on_done(self)
 
