@@ -45,3 +45,15 @@ def make_zope(tmp_path):
     yield make
     for instance in made:
         instance.stop()
+
+
+@pytest.fixture(scope="module")
+def zope(tmp_path_factory):
+    """One Zope instance (threads = 2, real waitress) shared by a test
+    module; a module that needs other settings defines its own."""
+    from zopeinstance import ZopeInstance
+
+    instance = ZopeInstance(tmp_path_factory.mktemp("zope"), threads=2).create()
+    instance.start()
+    yield instance
+    instance.stop()

@@ -13,18 +13,9 @@ import uuid
 import pytest
 
 import rawhttp
-from zopeinstance import ZopeInstance
 
 
 pytestmark = pytest.mark.functional
-
-
-@pytest.fixture(scope="module")
-def zope(tmp_path_factory):
-    instance = ZopeInstance(tmp_path_factory.mktemp("zope"), threads=2).create()
-    instance.start()
-    yield instance
-    instance.stop()
 
 
 

@@ -10,18 +10,9 @@ import pytest
 
 import rawhttp
 from futures_testapp.views import pattern
-from zopeinstance import ZopeInstance
 
 
 pytestmark = pytest.mark.functional
-
-
-@pytest.fixture(scope="module")
-def zope(tmp_path_factory):
-    instance = ZopeInstance(tmp_path_factory.mktemp("zope"), threads=2).create()
-    instance.start()
-    yield instance
-    instance.stop()
 
 
 

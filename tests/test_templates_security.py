@@ -5,18 +5,9 @@ import urllib.parse
 
 import pytest
 
-from zopeinstance import ZopeInstance
 
 
 pytestmark = pytest.mark.functional
-
-
-@pytest.fixture(scope="module")
-def zope(tmp_path_factory):
-    instance = ZopeInstance(tmp_path_factory.mktemp("zope")).create()
-    instance.start()
-    yield instance
-    instance.stop()
 
 
 def add_template(zope, name, text):
