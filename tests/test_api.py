@@ -3,7 +3,8 @@
 import pytest
 
 from collective import futures
-from collective.futures.promises import STATE_KEY, Outcome
+from collective.futures.core.promise import Outcome
+from collective.futures.interfaces import STATE_KEY
 
 
 def fn(*args, **kwargs):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from collective.futures.feeds import fetch_feed, parse_feed
+from collective.futures.plone.feeds import fetch_feed, parse_feed
 
 
 def test_rss():

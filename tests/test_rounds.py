@@ -7,10 +7,11 @@ import time
 import pytest
 
 from collective.futures.exceptions import FutureCancelledError, FutureTimeoutError
-from collective.futures.promises import Promise
-from collective.futures.rounds import Round
-from collective.futures.runtime import run_promise
-from collective.futures.sidepool import Deadlines, SidePool
+from collective.futures.core.promise import Promise
+from collective.futures.core.round import Round
+from collective.futures.zope.sandbox import run as run_promise
+from collective.futures.core.deadlines import Deadlines
+from collective.futures.executors.threads import ThreadExecutor
 
 
 class ManualExecutor(concurrent.futures.Executor):
@@ -127,7 +128,7 @@ def test_executor_refusing_work_becomes_an_outcome():
 
 
 def test_failing_promise_is_logged_once_where_it_ran(caplog):
-    pool = SidePool(2)
+    pool = ThreadExecutor(2)
     try:
         done = threading.Event()
         outcomes = {}
@@ -151,7 +152,7 @@ def test_failing_promise_is_logged_once_where_it_ran(caplog):
 
 
 def test_side_pool_runs_concurrently_with_named_daemon_threads():
-    pool = SidePool(4)
+    pool = ThreadExecutor(4)
     try:
         barrier = threading.Barrier(4, timeout=5)
         names = []
@@ -170,7 +171,7 @@ def test_side_pool_runs_concurrently_with_named_daemon_threads():
 
 
 def test_side_pool_is_bounded_and_queued_work_can_be_cancelled():
-    pool = SidePool(1)
+    pool = ThreadExecutor(1)
     try:
         release = threading.Event()
         running = pool.submit(release.wait, 5)
@@ -185,7 +186,7 @@ def test_side_pool_is_bounded_and_queued_work_can_be_cancelled():
 
 
 def test_side_pool_survives_base_exceptions():
-    pool = SidePool(1)
+    pool = ThreadExecutor(1)
     try:
         def exit_():
             raise SystemExit("promise called sys.exit")
@@ -199,7 +200,7 @@ def test_side_pool_survives_base_exceptions():
 
 
 def test_side_pool_idle_threads_retire():
-    pool = SidePool(2, idle_seconds=0.05)
+    pool = ThreadExecutor(2, idle_seconds=0.05)
     try:
         pool.submit(lambda: None).result(5)
         deadline = time.monotonic() + 5
@@ -212,7 +213,7 @@ def test_side_pool_idle_threads_retire():
 
 
 def test_side_pool_after_shutdown():
-    pool = SidePool(1)
+    pool = ThreadExecutor(1)
     pool.shutdown()
     pool.shutdown()  # idempotent
     with pytest.raises(RuntimeError, match="after shutdown"):

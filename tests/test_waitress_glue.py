@@ -11,8 +11,10 @@ import waitress.server
 import rawhttp
 from collective.futures import runtime as runtime_module
 from collective.futures import server as glue
-from collective.futures.promises import STATE_KEY, SUSPEND_KEY, Promise, RequestFutures
-from collective.futures.publisher import SuspendRequest
+from collective.futures.core.promise import Promise
+from collective.futures.core.state import RequestFutures
+from collective.futures.interfaces import STATE_KEY, SUSPEND_KEY
+from collective.futures.interfaces import SuspendRequest
 from collective.futures.server import internals
 from collective.futures.server.channel import FuturesChannel
 from collective.futures.settings import Settings

@@ -2,13 +2,19 @@
 and answer on the same request.
 
 ``from collective import futures`` and call ``futures.submit`` /
-``futures.result`` / ``futures.resultOrSubmit`` from a view; see README.rst.
+``futures.result`` / ``futures.resultOrSubmit`` from a view; see the
+manual in docs/.
+
+The public API is what this module exports; everything else is the
+package's own: ``core/`` (pure Python), ``executors/`` (the side pools),
+``zope/`` (the publisher glue, the sandbox, startup, the views) and
+``server/`` (the waitress glue).
 """
 
 from .api import cancel, clear, reset, result, resultOrSubmit
 from .api import resultOrSubmitMultiprocess, result_or_submit, submit
 from .api import submitMultiprocess
-from .promises import promise
+from .core.promise import promise
 from .stream import AsyncWorkerStreamIterator, StreamResult
 from .exceptions import (
     ConfigurationError,

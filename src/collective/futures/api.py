@@ -6,20 +6,73 @@ submitted under a key; its *future* is the result the next pass reads with
 ``result(key)``.
 """
 
+import inspect
+
 from zope.globalrequest import getRequest
 
+from .core.promise import Promise, PromiseOptions, promise
+from .core.state import RequestFutures
 from .exceptions import (
     FutureAlreadyResolvedError,
     FutureNotResolvedError,
     FutureNotSubmittedError,
     NoRequestError,
 )
-from .promises import make_promise, promise
-from .publisher import futures_for
+from .executors.processes import PickledCall
+from .interfaces import STATE_KEY
 from .runtime import get_runtime
+from .zope import sandbox
 
 
 _marker = object()
+
+
+def futures_for(request):
+    """The :class:`IRequestFutures` of ``request``, created on first use."""
+    environ = request.environ
+    state = environ.get(STATE_KEY)
+    if state is None:
+        state = environ[STATE_KEY] = RequestFutures()
+        # request.retry() (ConflictError, replay) rebuilds the request from
+        # the environ it was given, not from request.environ (a copy): keep
+        # the state there too so the next attempt finds the results.
+        original = getattr(request, "_orig_env", None)
+        if original is not None:
+            original[STATE_KEY] = state
+    return state
+
+
+def make_promise(func, key, fn, args, kwargs):
+    """Validate a call into a :class:`Promise` (``fn`` may carry options
+    from :func:`promise`); errors name ``func`` and the argument."""
+    if not callable(fn):
+        raise TypeError(
+            f"collective.futures.{func}(): fn must be callable, not "
+            f"{type(fn).__name__} ({fn!r:.60})")
+    options = fn if isinstance(fn, PromiseOptions) else PromiseOptions(fn)
+    target = options.fn
+    coroutine = inspect.iscoroutinefunction(target)
+    executor = options.executor or ("asyncio" if coroutine else "threads")
+    names = get_runtime().settings.executor_names
+    if executor not in names:
+        raise ValueError(
+            f"collective.futures.{func}(): unknown executor {executor!r}; "
+            f"configured: {', '.join(names)}")
+    if coroutine and executor in ("threads", "processes"):
+        raise TypeError(
+            f"collective.futures.{func}(): {target.__qualname__} is an async "
+            f"function: run it on the asyncio executor")
+    reason = sandbox.refusal(target, args, kwargs)
+    if reason is not None:
+        raise TypeError(f"collective.futures.{func}(): {reason}")
+    pickled = None
+    if executor == "processes":
+        try:  # pickled once, here: the bytes go to the worker process
+            pickled = PickledCall(target, args, kwargs, name=key)
+        except TypeError as exc:
+            raise TypeError(f"collective.futures.{func}(): {exc}") from None
+    return Promise(key, target, args, kwargs, executor, options.shared,
+                   options.ttl, options.shared_key, pickled)
 
 
 def _state(func):

@@ -205,33 +205,11 @@ _BY_NAME = {option.name: option for option in OPTIONS}
 #: ``concurrent.futures.Executor``; ``factory()`` is called on first use.
 EXECUTOR_PREFIX = "executor."
 BUILTIN_EXECUTORS = ("threads", "processes", "asyncio")
+#: Names no custom executor may take: the stream pool is ``streams``.
+RESERVED_EXECUTORS = BUILTIN_EXECUTORS + ("streams",)
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Validated settings. Build with :meth:`from_mapping`."""
-
-    max_workers: int = 32
-    max_queue: int = 1000
-    process_workers: int = 2
-    process_max_queue: int = 100
-    process_start_method: str = "forkserver"
-    asyncio_max_concurrency: int = 1000
-    asyncio_max_queue: int = 10000
-    shared_max_entries: int = 1000
-    max_streams: int = 64
-    max_suspended: int = 1000
-    overload: str = "reject"
-    retry_after: int = 5
-    resume_slots: object = "auto"
-    shutdown_grace: float = 20.0
-    metrics_token: str = ""
-    timeout: float = 30.0
-    max_passes: int = 3
-    suspend: bool = True
-    #: (name, dotted factory) pairs from ``executor.NAME`` keys.
-    executors: tuple = ()
-
+class _SettingsMethods:
     @property
     def executor_names(self):
         return BUILTIN_EXECUTORS + tuple(name for name, _ in self.executors)
@@ -265,24 +243,32 @@ class Settings:
         return cls(executors=tuple(sorted(executors)), **values)
 
 
+#: Validated settings, one field per entry of :data:`OPTIONS` (with its
+#: default) plus ``executors``, the (name, dotted factory) pairs of the
+#: ``executor.NAME`` keys. Build from zope.conf with
+#: ``Settings.from_mapping``; ``Settings(timeout=5)`` for tests.
+Settings = dataclasses.make_dataclass(
+    "Settings",
+    [(option.name, type(option.default),
+      dataclasses.field(default=option.default)) for option in OPTIONS]
+    + [("executors", tuple, dataclasses.field(default=()))],
+    bases=(_SettingsMethods,), frozen=True)
+Settings.__module__ = __name__
+
+
 def _custom_executor(key, raw):
     name = key[len(EXECUTOR_PREFIX):]
     if not name.isidentifier():
         raise ConfigurationError(
             f"<product-config collective.futures>: {key!r}: the executor name "
             f"must be an identifier")
-    if name in BUILTIN_EXECUTORS:
+    if name in RESERVED_EXECUTORS:
         raise ConfigurationError(
             f"<product-config collective.futures>: {key!r}: {name!r} is a "
-            f"built-in executor; choose another name")
+            f"built-in executor or the stream pool; choose another name")
     try:
         return name, _dotted(raw)
     except ValueError as exc:
         raise ConfigurationError(
             f"<product-config collective.futures>: bad value {raw!r} for "
             f"{key!r}: {exc}") from exc
-
-
-# The dataclass defaults and the table must agree; fail at import if not.
-assert {o.name: o.default for o in OPTIONS} == {
-    k: v for k, v in dataclasses.asdict(Settings()).items() if k != "executors"}

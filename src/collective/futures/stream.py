@@ -12,202 +12,27 @@ the body: bytes, str, an iterable of bytes (or str), a binary file object,
 or a :class:`StreamResult` wrapping one of those with a status and headers.
 """
 
+import asyncio
 import concurrent.futures
-import http
 import logging
-import os
 import sys
-import urllib.parse
 
 from zope.interface import implementer
 from ZPublisher.Iterators import IUnboundStreamIterator
 
-from .promises import SUSPEND_KEY, make_promise
+from .api import make_promise
+from .core.body import StreamResult, error_prepared, prepare
+from .executors.asyncio import AsyncioExecutor
+from .interfaces import HANDOFF_KEY, SUSPEND_KEY, StreamHandoff
 from .runtime import get_runtime
+from .zope.sandbox import promise_context
 
+
+__all__ = ["AsyncWorkerStreamIterator", "StreamResult"]
 
 logger = logging.getLogger("collective.futures")
 
-CHUNK_SIZE = 1 << 16
-
-# Hop-by-hop headers belong to the server (PEP 3333).
-_HOP_BY_HOP = frozenset((
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-    "te", "trailers", "transfer-encoding", "upgrade",
-))
-
-
-class StreamResult:
-    """What ``fn`` may return to set the response's status and headers once
-    its work is done, before the first byte goes out.
-
-    ``body`` is bytes, str, an iterable of bytes/str or a binary file object.
-    ``filename`` adds ``Content-Disposition: attachment``; ``content_length``
-    (when known) lets the client show progress; ``headers`` is a mapping or
-    a list of pairs and replaces the view's headers of the same names.
-    """
-
-    def __init__(self, body, status=200, headers=None, content_type=None,
-                 filename=None, content_length=None):
-        self.body = body
-        self.status = status
-        self.headers = list(dict(headers or {}).items()) if isinstance(
-            headers, dict) else list(headers or [])
-        if content_type is not None:
-            self.headers.append(("Content-Type", content_type))
-        if filename is not None:
-            self.headers.append(("Content-Disposition", attachment(filename)))
-        if content_length is not None:
-            self.headers.append(("Content-Length", str(int(content_length))))
-
-
-def attachment(filename):
-    """A ``Content-Disposition`` value for downloading ``filename``
-    (RFC 6266: an ASCII fallback plus the UTF-8 name)."""
-    fallback = "".join(
-        ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in filename)
-    value = f'attachment; filename="{fallback}"'
-    if fallback != filename:
-        value += f"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
-    return value
-
-
-def status_line(status):
-    """``200`` or ``"200 OK"`` -> ``"200 OK"``."""
-    if isinstance(status, int):
-        try:
-            return f"{status} {http.HTTPStatus(status).phrase}"
-        except ValueError:
-            return f"{status} Unknown"
-    text = str(status)
-    if not text[:3].isdigit():
-        raise ValueError(f"bad status {status!r}")
-    return text
-
-
-def merge_headers(base, overrides):
-    """``base`` with every header named in ``overrides`` replaced."""
-    names = {name.lower() for name, _ in overrides}
-    return [(n, v) for n, v in base if n.lower() not in names] + list(overrides)
-
-
-def check_headers(headers):
-    for name, value in headers:
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"header {name!r}: names and values must be str")
-        if "\r" in name + value or "\n" in name + value:
-            raise ValueError(f"header {name!r}: CR or LF in name or value")
-        if name.lower() in _HOP_BY_HOP:
-            raise ValueError(f"header {name!r} is hop-by-hop: the server sets it")
-        if name.lower() == "content-length" and not value.strip().isdigit():
-            raise ValueError(f"Content-Length {value!r} is not a number of bytes")
-
-
-def charset_of(headers, default="utf-8"):
-    for name, value in headers:
-        if name.lower() == "content-type":
-            for param in value.split(";")[1:]:
-                key, _, val = param.strip().partition("=")
-                if key.lower() == "charset" and val:
-                    return val.strip('"')
-    return default
-
-
-class Prepared:
-    """``fn``'s output, ready to send: status, headers (the view's merged
-    with fn's) and an iterator of byte chunks that must be closed."""
-
-    def __init__(self, status, headers, chunks, close):
-        self.status = status
-        self.headers = headers
-        self.chunks = chunks
-        self.close = close
-
-    @property
-    def content_length(self):
-        for name, value in self.headers:
-            if name.lower() == "content-length":
-                return int(value)
-        return None
-
-
-def _file_length(fileobj):
-    try:
-        return os.fstat(fileobj.fileno()).st_size - fileobj.tell()
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def prepare(result, view_status, view_headers):
-    """Turn what ``fn`` returned into a :class:`Prepared`. Raises TypeError
-    or ValueError, naming the problem, for output it cannot send."""
-    status, extra = view_status, []
-    if isinstance(result, StreamResult):
-        status = status_line(result.status)
-        extra = result.headers
-        result = result.body
-    check_headers(extra)
-    check_headers(view_headers)
-    headers = merge_headers(view_headers, extra)
-    charset = charset_of(headers)
-    has_length = any(n.lower() == "content-length" for n, _ in extra)
-
-    def close():
-        closer = getattr(result, "close", None)
-        if closer is not None:
-            closer()
-
-    if result is None:
-        result = b""
-    if isinstance(result, str):
-        result = result.encode(charset)
-    if isinstance(result, (bytes, bytearray, memoryview)):
-        data = bytes(result)
-        if not has_length:
-            headers = merge_headers(headers, [("Content-Length", str(len(data)))])
-        return Prepared(status, headers, iter([data] if data else []), close)
-    if hasattr(result, "read"):
-        length = _file_length(result)
-        if length is not None and not has_length:
-            headers = merge_headers(headers, [("Content-Length", str(length))])
-
-        def read_chunks():
-            while True:
-                data = result.read(CHUNK_SIZE)
-                if not data:
-                    return
-                if isinstance(data, str):
-                    raise TypeError("the file object returned str: open it in binary mode")
-                yield data
-
-        return Prepared(status, headers, read_chunks(), close)
-    if hasattr(result, "__aiter__"):
-        iterator = _from_async(result)
-        close = lambda: _aclose(result)  # noqa: E731
-    else:
-        iterator = None
-    try:
-        iterator = iterator or iter(result)
-    except TypeError:
-        raise TypeError(
-            f"fn returned {type(result).__name__}: return bytes, str, an "
-            f"iterable of bytes, a binary file or a StreamResult") from None
-
-    def encoded():
-        for chunk in iterator:
-            if isinstance(chunk, str):
-                chunk = chunk.encode(charset)
-            elif not isinstance(chunk, (bytes, bytearray, memoryview)):
-                raise TypeError(
-                    f"fn's iterable yielded {type(chunk).__name__}, not bytes")
-            if chunk:
-                yield bytes(chunk)
-
-    return Prepared(status, headers, encoded(), close)
-
-
 def _loop():
-    from .aioloop import AsyncioExecutor
     executor = get_runtime().executor_for("asyncio")
     if not isinstance(executor, AsyncioExecutor):
         raise TypeError("fn returned an async iterable but the asyncio "
@@ -219,8 +44,6 @@ def _from_async(aiterable, chunk_timeout=None):
     """Iterate an async iterable (an async generator from an ``async def``
     fn) from this thread, one item at a time, on the asyncio executor's
     loop."""
-    import asyncio
-
     loop = _loop()
     iterator = aiterable.__aiter__()
     timeout = chunk_timeout or get_runtime().settings.timeout
@@ -234,29 +57,14 @@ def _from_async(aiterable, chunk_timeout=None):
 
 
 def _aclose(aiterable):
-    import asyncio
-
     aclose = getattr(aiterable, "aclose", None)
     if aclose is not None:
         asyncio.run_coroutine_threadsafe(aclose(), _loop()).result(5)
 
 
-class StreamHandoff(BaseException):
-    """Control flow, not an error: the server hands this stream to a side
-    thread. Raised by the iterator's first ``__next__`` when waitress's own
-    task iterates it (so nothing between them would lose the stream)."""
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self.stream = stream
-        self.task = None
-
-
-def _called_from_server_task(frame):
-    # The first __next__ comes straight from waitress's WSGITask.execute
-    # (its `for chunk in app_iter`) unless a middleware wrapped the body.
-    from .server.internals import WSGITask
-    return frame is not None and frame.f_code is WSGITask.execute.__code__
+def _async_bridge(aiterable):
+    """``(iterator, close)`` for an async iterable, run on the loop."""
+    return _from_async(aiterable), lambda: _aclose(aiterable)
 
 
 @implementer(IUnboundStreamIterator)
@@ -286,6 +94,8 @@ class AsyncWorkerStreamIterator:
         self.name = self.promise.name
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
         self.suspendable = bool(environ.get(SUSPEND_KEY))
+        # The frame of the server's task that may take this stream over.
+        self.handoff_frame = environ.get(HANDOFF_KEY)
         self.mode = None          # "head", "handoff" or "inline", once bound
         self.prepared = None      # inline: fn's output
         self.handed_off = False
@@ -299,7 +109,6 @@ class AsyncWorkerStreamIterator:
         else on its executor, waiting for it (bounded by ``timeout``)."""
         promise = self.promise
         if promise.executor == "threads":
-            from .runtime import promise_context
             with promise_context():
                 return promise()
         runtime = get_runtime()
@@ -312,6 +121,11 @@ class AsyncWorkerStreamIterator:
             if not future.cancel():
                 runtime.interrupt(promise, future)
             raise
+
+    def prepare(self, result, view_status, view_headers):
+        """What ``fn`` returned, ready to send (core.body.prepare)."""
+        return prepare(result, view_status, view_headers,
+                       from_async=_async_bridge)
 
     # Worker thread, at IPubBeforeCommit
 
@@ -356,8 +170,10 @@ class AsyncWorkerStreamIterator:
                 self.prepared = run_and_prepare(self, None, [])
                 self._chunks = self.prepared.chunks
             elif self.mode == "handoff":
+                # The first __next__ comes straight from the server task's
+                # own loop unless a middleware wrapped the body.
                 caller = sys._getframe(1)
-                if _called_from_server_task(caller):
+                if caller.f_code is self.handoff_frame:
                     self.handed_off = True
                     raise StreamHandoff(self)
                 logger.warning(
@@ -386,15 +202,6 @@ def _describe(frame):
     return f"{module}.{getattr(code, 'co_qualname', code.co_name)}"
 
 
-def error_prepared(status, message):
-    body = (message + "\n").encode()
-    return Prepared(
-        status_line(status),
-        [("Content-Type", "text/plain; charset=utf-8"),
-         ("Content-Length", str(len(body)))],
-        iter([body]), lambda: None)
-
-
 def run_and_prepare(stream, view_status, view_headers):
     """Inline: run ``fn`` in the side pool, the calling thread waiting up to
     ``timeout``; a 500 or 504 Prepared when it fails or is late."""
@@ -415,7 +222,7 @@ def run_and_prepare(stream, view_status, view_headers):
                          stream.name)
         return error_prepared(500, "Internal Server Error")
     try:
-        return prepare(result, view_status or "200 OK", view_headers)
+        return stream.prepare(result, view_status or "200 OK", view_headers)
     except (TypeError, ValueError):
         logger.exception("stream %s returned output that cannot be sent: 500",
                          stream.name)

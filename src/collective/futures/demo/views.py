@@ -117,7 +117,7 @@ class FeedPage(_Page):
     for a minute, so only the first visitor in a minute waits for it."""
 
     def __call__(self):
-        from collective.futures.feeds import fetch_feed
+        from collective.futures.plone.feeds import fetch_feed
         url = f"{upstream.start()}/feed.xml?delay={_delay(self.request):g}"
         items = futures.resultOrSubmit(
             "demo-feed", None, futures.promise(fetch_feed, shared=True, ttl=60), url)

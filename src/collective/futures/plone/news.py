@@ -10,7 +10,7 @@ from Products.Five.browser import BrowserView
 from Products.Five.browser.pagetemplatefile import ViewPageTemplateFile
 
 from collective import futures
-from collective.futures.feeds import fetch_feed
+from collective.futures.plone.feeds import fetch_feed
 
 
 RECORD = "collective.futures.news_feed_url"

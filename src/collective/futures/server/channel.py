@@ -1,32 +1,34 @@
-"""The connection: suspends a request between passes.
+"""The connection: detaches a request from its worker while its promises
+run (a suspended request) or while a side thread writes it (a handed-off
+stream), and serves it again when that is over.
 
-Two threads use a channel, as in waitress itself:
+Three kinds of thread use a channel:
 
 * ASYNCHRONOUS methods run on the server's main loop (the only thread that
   touches the socket): ``handle_close``, and while a request is detached
   ``readable`` and ``handle_read`` (set on the instance then).
-* SYNCHRONOUS methods run on a waitress worker thread: ``service``.
+* SYNCHRONOUS methods run on a waitress worker thread: ``service``, which
+  detaches.
+* COMPLETION runs on whichever thread ends the detached job (a round's last
+  promise, the deadline thread, the main loop on a hang-up, the shutdown
+  thread): ``_job_done``, which re-queues the channel with
+  ``server.add_task``. A handed-off stream's thread writes its response
+  through the task (``write_soon``, waitress's thread-safe output buffer);
+  no side thread ever touches the socket itself.
 
-Side threads (a round's last promise, the deadline thread) call
-``_resume``, which hands the outcomes over and re-queues the channel with
-``server.add_task``. A handed-off stream's thread writes its response
-through the task (``write_soon``, waitress's thread-safe output buffer);
-no side thread ever touches the socket itself.
-
-As in stock waitress, one ``service()`` per channel serves the request: a
-suspended channel is neither queued nor served until ``_resume``. (If a
-round finishes while ``_suspend`` is still returning, the next
-``service()`` may start before that call has fully returned; the caller
-does nothing with the channel after starting the round.)
+What crosses those threads is one :class:`Detachment` record, handed over
+under the channel's ``_handover`` lock: ``detached`` while the job runs,
+``_next`` once it is over and until the next ``service()`` takes it. As in
+stock waitress, one ``service()`` per channel serves the request: a
+detached channel is neither queued nor served until its job is done.
 """
 
 import threading
 import time
 import weakref
 
-from ..publisher import SuspendRequest
+from ..interfaces import StreamHandoff, SuspendRequest
 from ..runtime import get_runtime
-from ..stream import StreamHandoff
 from .fairness import gate_for
 from .internals import HTTPChannel
 from .streaming import StreamJob
@@ -43,25 +45,44 @@ def detached_channels():
         return list(_detached)
 
 
+class Detachment:
+    """One detached request: the job it waits for (an IDetachedJob) and
+    what the next ``service()`` needs once that is over: the request's
+    futures (a suspended request) or the task a stream was written through
+    (a handed-off stream)."""
+
+    __slots__ = ("job", "state", "stream_task", "gated")
+
+    def __init__(self, state=None, stream_task=None):
+        self.job = None
+        self.state = state
+        self.stream_task = stream_task
+        #: The resumed request holds a slot of the fairness gate.
+        self.gated = False
+
+
 class FuturesChannel(HTTPChannel):
     task_class = FuturesTask
 
-    #: What ``requests[0]`` waits for while no worker serves it: the Round of
-    #: a suspended request, or the StreamJob of a handed-off stream. Both
-    #: have ``cancel(reason)``.
+    #: The :class:`Detachment` whose job runs now, or None.
     detached = None
-    #: The request's futures, handed from ``_resume`` to the next task.
-    resumed_state = None
-    #: The task of a finished stream, handed to the next ``service()``.
-    completed_stream = None
-    #: Set while a resumed request holds a slot of the fairness gate.
-    _gated = False
-    _suspended_state = None
+    #: The :class:`Detachment` whose job is over, for the next service().
+    _next = None
+    #: The :class:`Detachment` the running service() took (its task reads
+    #: it); only the worker thread in service() touches it.
+    served = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Guards detached and _next: set by the worker that detaches, ended
+        # by the thread that ends the job, read by the main loop (hang-up)
+        # and the shutdown thread (refuse).
+        self._handover = threading.Lock()
 
     # ASYNCHRONOUS METHODS (main loop)
     #
     # While a request is detached, readable() and handle_read() are these
-    # two, set on the instance by _detach() and removed by _attach(): the
+    # two, set on the instance by _detach() and removed by _job_done(): the
     # main loop calls readable() for every channel on every iteration, and
     # an override on the class measurably slowed plain pages.
 
@@ -79,23 +100,31 @@ class FuturesChannel(HTTPChannel):
 
     def _detached_handle_read(self):
         HTTPChannel.handle_read(self)
-        detached = self.detached
-        if detached is not None and not self.connected:
+        if not self.connected:
             # The client hung up: drop promises (or the stream's fn) not yet
             # started, abandon running ones; the re-queued service() closes
             # the connection without rendering.
-            detached.cancel("the client disconnected")
+            self._cancel("the client disconnected")
 
     def handle_close(self):
-        detached = self.detached
+        with self._handover:
+            detachment = self.detached
         super().handle_close()
-        if detached is not None:
-            detached.cancel("the connection closed")
+        if detachment is not None:
+            detachment.job.cancel("the connection closed")
+
+    def _cancel(self, reason):
+        with self._handover:
+            detachment = self.detached
+        if detachment is not None:
+            # Outside the lock: ending the job calls _job_done.
+            detachment.job.cancel(reason)
 
     # SYNCHRONOUS METHODS (worker thread)
 
     def service(self):
-        gated, self._gated = self._gated, False
+        with self._handover:
+            self.served, self._next = self._next, None
         try:
             super().service()
         except SuspendRequest as suspension:
@@ -103,66 +132,75 @@ class FuturesChannel(HTTPChannel):
         except StreamHandoff as handoff:
             self._stream(handoff.task, handoff.stream)
         finally:
-            if gated:
+            served, self.served = self.served, None
+            if served is not None and served.gated:
                 gate_for(self.server, get_runtime().settings.resume_slots).done()
 
     def _suspend(self, state):
         # The pass raised before start_response: nothing was written and
         # requests[0] is still held, unclosed (see internals.py, point 3).
-        self._suspended_state = state
-        round_ = get_runtime().make_round(
+        detachment = Detachment(state=state)
+        detachment.job = get_runtime().make_round(
             state.take_pending(),
-            on_done=lambda outcomes: self._resume(state, outcomes))
-        self._detach(round_)
+            on_done=lambda outcomes: self._job_done(detachment, outcomes))
+        self._detach(detachment)
 
     def _stream(self, task, stream):
         # start_response was called (status and headers stored on the task,
         # nothing written) and requests[0] is still held (point 9).
-        self._detach(StreamJob(self, task, stream, on_done=self._stream_done))
+        detachment = Detachment(stream_task=task)
+        detachment.job = StreamJob(
+            self, task, stream, on_done=lambda job: self._job_done(detachment))
+        self._detach(detachment)
 
-    def _detach(self, job):
-        self.detached = job
+    def _detach(self, detachment):
+        with self._handover:
+            self.detached = detachment
         self.readable = self._detached_readable
         self.handle_read = self._detached_handle_read
         self.last_activity = time.time()
         get_runtime().metrics.suspend()
         with _detached_lock:
             _detached.add(self)
-        job.start()
+        # The job may end inside start() (every promise refused at once);
+        # _job_done then re-queues the channel, which is why nothing here
+        # touches the channel after it.
+        detachment.job.start()
         # Wake the main loop: readable() changed.
         self.server.pull_trigger()
 
-    def _attach(self):
-        self.detached = None
+    # ANY THREAD
+
+    def refuse(self, reason):
+        """Answer the detached request with a 503 instead of its next pass
+        (a graceful shutdown whose grace is over). A job that is already
+        over is left as it ended."""
+        with self._handover:
+            detachment = self.detached
+        if detachment is not None:
+            # Outside the lock: refusing ends the job, which calls _job_done.
+            detachment.job.refuse(reason)
+
+    # COMPLETION (the thread that ends the job)
+
+    def _job_done(self, detachment, outcomes=None):
+        state = detachment.state
+        if state is not None:
+            state.record(outcomes)
+            if detachment.job.refusal is not None:
+                state.unavailable = detachment.job.refusal
+            detachment.gated = True
+        with self._handover:
+            self.detached = None
+            self._next = detachment
         self.__dict__.pop("readable", None)
         self.__dict__.pop("handle_read", None)
         with _detached_lock:
             _detached.discard(self)
         get_runtime().metrics.resume()
-
-    def refuse(self, reason):
-        """Answer the detached request with a 503 instead of its next pass
-        (a graceful shutdown whose grace is over). Any thread."""
-        detached = self.detached
-        if isinstance(detached, StreamJob):
-            detached.refuse(reason)
-        elif detached is not None:
-            self._suspended_state.unavailable = reason
-            detached.cancel(reason)
-
-    # Called by whichever thread finishes the detached work.
-
-    def _resume(self, state, outcomes):
-        state.record(outcomes)
-        self.resumed_state = state
-        self._suspended_state = None
-        self._attach()
+        if state is None:
+            self.server.add_task(self)
+            return
         # Through the gate, so a burst of resumed requests cannot queue
         # ahead of every fresh one (fairness.py).
-        self._gated = True
         gate_for(self.server, get_runtime().settings.resume_slots).resume(self)
-
-    def _stream_done(self, job):
-        self.completed_stream = job.task
-        self._attach()
-        self.server.add_task(self)

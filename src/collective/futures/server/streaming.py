@@ -17,8 +17,12 @@ import logging
 import threading
 import time
 
-from ..runtime import get_runtime, promise_context
-from ..stream import error_prepared, prepare
+from zope.interface import implementer
+
+from ..core.body import error_prepared, unavailable
+from ..interfaces import IDetachedJob
+from ..runtime import get_runtime
+from ..zope.sandbox import promise_context
 from .internals import ClientDisconnected
 
 
@@ -30,16 +34,20 @@ class StreamStalled(Exception):
     """The client read nothing for ``channel_timeout`` seconds."""
 
 
+@implementer(IDetachedJob)
 class StreamJob:
-    def __init__(self, channel, task, stream, on_done):
+    """See IDetachedJob: the job of a handed-off stream. ``on_done(job)``
+    is called once, when the response is written, refused or abandoned."""
+
+    def __init__(self, channel, task, stream, on_done, runtime=None):
         self.channel = channel
         self.task = task
         self.stream = stream
         self.on_done = on_done
-        runtime = get_runtime()
+        self.runtime = runtime = runtime or get_runtime()
         # Streams have a pool of their own: a slow reader holds its writer
         # thread for the whole download, and must not starve promises.
-        self.executor = runtime.stream_pool
+        self.executor = runtime.streams
         self.timeout = runtime.settings.timeout
         self.deadlines = runtime.deadlines
         # Guards state and the completion: three threads race for them.
@@ -83,10 +91,7 @@ class StreamJob:
             self.state = "refused"
         if self._future is not None:
             self._future.cancel()
-        refusal = error_prepared(503, f"Service Unavailable: {reason}")
-        refusal.headers.append(
-            ("Retry-After", str(get_runtime().settings.retry_after)))
-        self._send_error(refusal)
+        self._send_error(unavailable(reason, self.runtime.settings.retry_after))
 
     def _expire(self):
         """Deadline thread: fn produced no first byte within timeout."""
@@ -109,7 +114,8 @@ class StreamJob:
         stream, task = self.stream, self.task
         try:
             result = stream.call()
-            prepared = prepare(result, task.status, list(task.response_headers))
+            prepared = stream.prepare(result, task.status,
+                                      list(task.response_headers))
         except Exception:
             with self._lock:
                 if self.state != "pending":
@@ -225,7 +231,7 @@ class StreamJob:
             outcome = self.outcome or self.state
         if self._timer is not None:
             self._timer.cancel()
-        get_runtime().metrics.stream_done(outcome)
+        self.runtime.metrics.stream_done(outcome)
         task = self.task
         request_log.info(
             "%s %s: stream %s %s: %s, %d bytes in %.3fs",

@@ -1,32 +1,30 @@
 """The task that publishes one pass of a request.
 
-Runs on: a waitress worker thread.
+Runs on: a waitress worker thread, inside ``FuturesChannel.service()``.
 """
 
-from ..promises import STATE_KEY, SUSPEND_KEY
+from ..core.body import unavailable
+from ..interfaces import HANDOFF_KEY, STATE_KEY, SUSPEND_KEY, StreamHandoff
 from ..runtime import get_runtime
-from ..stream import StreamHandoff, error_prepared
 from .internals import WSGITask
 from .streaming import set_response
 
 
 class FuturesTask(WSGITask):
-    """A WSGITask whose environ says "this server can suspend" and, from the
-    second pass on, carries the request's futures and a rewound body."""
+    """A WSGITask whose environ says "this server can suspend, and take a
+    stream over" and, from the second pass on, carries the request's
+    futures and a rewound body (from the channel's ``served`` record)."""
 
     def service(self):
-        completed = self.channel.completed_stream
-        if completed is not None:
+        served = self.channel.served
+        if served is not None and served.stream_task is not None:
             # This request's stream was written by a side thread; this task
             # only lets the stock HTTPChannel.service() finish the request
             # (pop and close it, serve the next pipelined one).
-            self.channel.completed_stream = None
-            self.close_on_finish = completed.close_on_finish
+            self.close_on_finish = served.stream_task.close_on_finish
             return
-        state = self.channel.resumed_state
-        if state is not None and state.unavailable:
-            self.channel.resumed_state = None
-            self.unavailable(state.unavailable)
+        if served is not None and served.state.unavailable:
+            self.unavailable(served.state.unavailable)
             return
         try:
             super().service()
@@ -37,10 +35,8 @@ class FuturesTask(WSGITask):
     def unavailable(self, reason):
         """Answer 503 without publishing (internals.py, point 7)."""
         self.start()
-        prepared = error_prepared(503, f"Service Unavailable: {reason}")
-        retry_after = str(get_runtime().settings.retry_after)
-        set_response(self, prepared.status,
-                     prepared.headers + [("Retry-After", retry_after)])
+        prepared = unavailable(reason, get_runtime().settings.retry_after)
+        set_response(self, prepared.status, prepared.headers)
         self.complete = True
         for chunk in prepared.chunks:
             self.write(chunk)
@@ -51,10 +47,12 @@ class FuturesTask(WSGITask):
             return self.environ
         environ = super().get_environment()
         environ[SUSPEND_KEY] = "waitress"
-        state = self.channel.resumed_state
-        if state is not None:
-            self.channel.resumed_state = None
-            environ[STATE_KEY] = state
+        # The one frame whose iteration may hand a stream over: the stock
+        # execute()'s own loop over the application's result (point 9).
+        environ[HANDOFF_KEY] = WSGITask.execute.__code__
+        served = self.channel.served
+        if served is not None and served.state is not None:
+            environ[STATE_KEY] = served.state
             # Pass 1 read the body; waitress keeps it (seekable) until the
             # request is closed, so the next pass reads it again from 0.
             environ["wsgi.input"].seek(0)

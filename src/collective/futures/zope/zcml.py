@@ -7,8 +7,9 @@ from zope.interface import Interface
 from zope.schema import Bool, Float, TextLine
 from zope.security.zcml import Permission
 
-from .named import INamedPromise, NamedPromise
-from .settings import BUILTIN_EXECUTORS
+from ..interfaces import INamedPromise
+from ..settings import BUILTIN_EXECUTORS
+from .named import NamedPromise
 
 
 class IPromiseDirective(Interface):

@@ -11,8 +11,8 @@ import json
 from AccessControl import getSecurityManager
 from zExceptions import Unauthorized
 
-from .metrics import prometheus
-from .runtime import get_runtime
+from ..core.metrics import prometheus
+from ..runtime import get_runtime
 
 
 MANAGE = "View management screens"

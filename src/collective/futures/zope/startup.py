@@ -9,9 +9,9 @@ import logging
 
 from App.config import getConfiguration
 
-from . import runtime, server
-from .settings import Settings
-from .shutdown import Drain
+from .. import runtime, server
+from ..server.drain import Drain
+from ..settings import Settings
 
 
 logger = logging.getLogger("collective.futures")
@@ -29,7 +29,7 @@ def process_starting(event):
     settings = Settings.from_mapping(product_config())
     runtime.configure(settings)
     if settings.suspend and server.install():
-        from .server.channel import detached_channels
+        from ..server.channel import detached_channels
         Drain(detached_channels).install()
         mode = ("suspend mode under waitress %s (the worker thread is freed "
                 "while promises run); wait mode under other servers"

@@ -8,10 +8,11 @@ result).
 """
 
 import collections
+import concurrent.futures
 import threading
 import time
 
-from .promises import Outcome
+from .promise import Outcome
 
 
 class SharedFutures:
@@ -44,8 +45,15 @@ class SharedFutures:
             return outcome
 
     def run(self, promise, submit):
-        """The future of the execution of ``promise.key`` in flight, or of a
-        new one started with ``submit()``."""
+        """The future of the execution of ``promise``'s shared key in
+        flight, or of a new one started with ``submit()``.
+
+        As in concurrent.futures: the new execution's future is registered
+        under the lock (so concurrent requests join it), and ``submit()``
+        runs outside it (it may wait for an executor to start). What the
+        executor's future does is copied onto the registered one; if
+        ``submit()`` raises (a full queue), every joiner gets that error.
+        """
         key = promise.shared_key or promise.key
         with self._lock:
             entry = self._inflight.get(key)
@@ -55,10 +63,16 @@ class SharedFutures:
                         or self.clock() - started < self.stale_after):
                     self.joined += 1
                     return future
-            future = submit()
+            future = concurrent.futures.Future()
             self.executions += 1
             self._inflight[key] = (future, self.clock())
         future.add_done_callback(lambda f: self._finished(key, promise.ttl, f))
+        try:
+            execution = submit()
+        except Exception as exc:
+            future.set_exception(exc)
+            return future
+        execution.add_done_callback(lambda done: _copy(done, future))
         return future
 
     def _finished(self, key, ttl, future):
@@ -72,3 +86,15 @@ class SharedFutures:
                 self._cache.move_to_end(key)
                 while len(self._cache) > self.max_entries:
                     self._cache.popitem(last=False)
+
+
+def _copy(source, target):
+    """Settle ``target`` as ``source`` ended (a done callback)."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())

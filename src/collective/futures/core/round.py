@@ -12,15 +12,20 @@ import logging
 import threading
 import time
 
-from .exceptions import FutureCancelledError, FutureTimeoutError
-from .promises import Outcome
+from zope.interface import implementer
+
+from ..exceptions import FutureCancelledError, FutureTimeoutError
+from ..interfaces import IDetachedJob
+from .promise import Outcome
 
 
 logger = logging.getLogger("collective.futures")
 
 
+@implementer(IDetachedJob)
 class Round:
-    """Runs ``promises`` (key -> Promise): ``submit(promise)`` starts one and
+    """See IDetachedJob (the channel detaches a suspended request on its
+    round). Runs ``promises`` (key -> Promise): ``submit(promise)`` starts one and
     returns its ``concurrent.futures.Future``.
 
     ``schedule(when, callback)`` arranges a call at monotonic time ``when``
@@ -46,6 +51,8 @@ class Round:
         self.outcomes = {}
         self.abandoned = 0
         self.interrupted = 0
+        #: Why the request is refused (a 503) instead of rendered, or None.
+        self.refusal = None
         # Guards outcomes/_futures/_finished: settled from several threads.
         self._lock = threading.Lock()
         self._futures = {}
@@ -69,11 +76,15 @@ class Round:
                 self._settle(key, Outcome(error=exc))
                 continue
             with self._lock:
-                if self._finished:
-                    if not promise.shared:  # others may be waiting on it
-                        future.cancel()
-                    continue
-                self._futures[key] = future
+                late = self._finished
+                if not late:
+                    self._futures[key] = future
+            if late:
+                # Ended while submitting (deadline, hang-up): drop it. Outside
+                # the lock: cancel() runs the future's callbacks.
+                if not promise.shared:  # others may be waiting on it
+                    future.cancel()
+                continue
             future.add_done_callback(
                 lambda f, key=key: self._future_done(key, f))
         if not self.promises:
@@ -111,7 +122,7 @@ class Round:
         """Settle every unsettled promise with an error; cancel its work:
         queued work is dropped, asyncio tasks are cancelled, processes are
         stopped, thread work is abandoned (and counted)."""
-        running = []
+        unsettled = []
         with self._lock:
             if self._finished:
                 return
@@ -120,19 +131,25 @@ class Round:
                     continue
                 self.outcomes[key] = self._stamp(key, Outcome(error=make_error(key)))
                 future = self._futures.get(key)
-                if future is None or promise.shared:
-                    continue  # a shared execution goes on for the others
-                if not future.cancel() and not future.done():
-                    running.append((promise, future))
-        for promise, future in running:
+                if future is not None and not promise.shared:
+                    unsettled.append((promise, future))
+                # A shared execution goes on for the other requests.
+        # Outside the lock: cancel() runs the futures' callbacks, and
+        # interrupt() may take the executor's locks.
+        abandoned = interrupted = 0
+        for promise, future in unsettled:
+            if future.cancel() or future.done():
+                continue
             if self.interrupt is not None and self.interrupt(promise, future):
-                self.interrupted += 1
+                interrupted += 1
             else:
                 # Running in a thread: it cannot be interrupted. It keeps its
                 # pool thread until it returns; its result is ignored.
-                self.abandoned += 1
+                abandoned += 1
+        self.abandoned += abandoned
+        self.interrupted += interrupted
         if self.metrics is not None:
-            self.metrics.work_stopped(self.abandoned, self.interrupted)
+            self.metrics.work_stopped(abandoned, interrupted)
         self._finish()
 
     def expire(self):
@@ -141,9 +158,20 @@ class Round:
             f"promise {key!r} did not finish within {self.timeout:g} s"))
 
     def cancel(self, reason="cancelled"):
-        """Drop the round now (client gone, server stopping)."""
+        """Drop the round now (client gone)."""
         self._settle_rest(
             lambda key: FutureCancelledError(f"promise {key!r}: {reason}"))
+
+    def refuse(self, reason):
+        """The server is stopping: drop the round now; ``refusal`` tells
+        the completion that the request gets a 503, not its next pass. A
+        round already over is left as it ended (its pass renders)."""
+        with self._lock:
+            if self._finished:
+                return
+            if self.refusal is None:
+                self.refusal = reason
+        self.cancel(reason)
 
     def _finish(self):
         with self._lock:

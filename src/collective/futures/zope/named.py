@@ -16,31 +16,24 @@ import hashlib
 from AccessControl import getSecurityManager
 from zExceptions import Unauthorized
 from zope.component import queryUtility
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 from zope.security.interfaces import IPermission
 
-from . import api
-from .promises import promise
-from .runtime import get_runtime
+from .. import api
+from ..core.plain import first_refused
+from ..core.promise import promise
+from ..interfaces import INamedPromise
+from ..runtime import get_runtime
 
 
 #: Keys submitted by restricted code live apart from trusted code's.
 KEY_PREFIX = "named:"
 
 
-class INamedPromise(Interface):
-    """A function that templates and restricted code may submit by name."""
-
-    name = Attribute("The name restricted code uses")
-    fn = Attribute("The function (trusted code, registered in ZCML)")
-    permission = Attribute("The Zope permission needed to submit it")
-    executor = Attribute("The executor it runs on (None: the default)")
-    shared = Attribute("Whether concurrent requests share one execution")
-    ttl = Attribute("Seconds a shared result is kept")
-
-
 @implementer(INamedPromise)
 class NamedPromise:
+    """See INamedPromise."""
+
     def __init__(self, name, fn, permission, executor=None, shared=False, ttl=None):
         self.name = name
         self.fn = fn
@@ -89,24 +82,24 @@ def _named(context, name):
 _PLAIN = (str, bytes, int, float, bool, type(None))
 
 
+def _not_plain(value):
+    # An allowlist of exact types: a subclass of str or dict could do
+    # anything in its methods.
+    if type(value) in _PLAIN or type(value) in (list, tuple, dict):
+        return None
+    return type(value).__name__
+
+
 def _plain(name, args, kwargs, depth=8):
     """Restricted code may pass plain data only: str, bytes, numbers,
-    booleans, None, and lists, tuples and dicts of those (an allowlist)."""
-    pending = [(value, 0) for value in args + tuple(kwargs.values())]
-    while pending:
-        value, level = pending.pop()
-        if isinstance(value, _PLAIN) and type(value) in _PLAIN:
-            continue
-        if type(value) in (list, tuple) and level < depth:
-            pending.extend((v, level + 1) for v in value)
-            continue
-        if type(value) is dict and level < depth:
-            pending.extend((v, level + 1) for v in value)
-            pending.extend((v, level + 1) for v in value.values())
-            continue
+    booleans, None, and lists, tuples and dicts of those."""
+    reason = first_refused(args + tuple(kwargs.values()), _not_plain, depth)
+    if reason is not None and reason.startswith("arguments nest"):
+        raise Unauthorized(f"@@futures: promise {name!r}: {reason}")
+    if reason is not None:
         raise Unauthorized(
             f"@@futures: promise {name!r}: arguments must be plain data (str, "
-            f"numbers, lists and dicts of them), not {type(value).__name__}")
+            f"numbers, lists and dicts of them), not {reason}")
 
 
 class TemplateFutures:

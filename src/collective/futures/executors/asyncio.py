@@ -15,16 +15,22 @@ import inspect
 import logging
 import threading
 
-from .exceptions import ExecutorFullError
+from zope.interface import implementer
+
+from ..exceptions import ExecutorFullError
+from ..interfaces import IBoundedExecutor
 
 
 logger = logging.getLogger("collective.futures")
 
 
+@implementer(IBoundedExecutor)
 class AsyncioExecutor(concurrent.futures.Executor):
-    """``submit(fn, *args, **kwargs)`` calls ``fn`` on the loop and awaits
-    what it returns if that is awaitable (an ``async def`` function, or any
-    function returning an awaitable)."""
+    """See IBoundedExecutor. ``submit(fn, *args, **kwargs)`` calls ``fn`` on
+    the loop and awaits what it returns if that is awaitable (an ``async
+    def`` function, or any function returning an awaitable)."""
+
+    runs_in = "loop"
 
     def __init__(self, max_concurrency=1000, max_queue=10000,
                  name="collective.futures-asyncio"):
@@ -45,6 +51,15 @@ class AsyncioExecutor(concurrent.futures.Executor):
         """The running event loop (started on first use)."""
         with self._lock:
             return self._ensure_loop()
+
+    @property
+    def capacity(self):
+        return self.max_concurrency
+
+    def interrupt(self, future):
+        """See IBoundedExecutor: ``future.cancel()`` already cancels the
+        task on the loop, running or not; nothing more to stop."""
+        return False
 
     @property
     def pending(self):

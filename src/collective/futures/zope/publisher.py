@@ -7,14 +7,14 @@ A pass that submitted promises ends at ``IPubBeforeCommit`` (the view has
 rendered, nothing is committed yet) in one of two ways:
 
 * **suspend** (served by collective.futures' waitress channel): the
-  transaction is aborted and :class:`SuspendRequest` (a BaseException, so
+  transaction is aborted and ``SuspendRequest`` (a BaseException, so
   ZPublisher renders no error page for it) travels up through
   ``publish_module`` and the WSGI middleware to the channel, before
   ``start_response`` was ever called. The worker thread returns to
   waitress's pool; the channel runs the promises and re-queues the request.
 * **wait and replay** (any other server, test browsers): the worker waits
   for the promises (they run concurrently in the side pool), then raises
-  :class:`ReplayRequest`, a ``TransientError``, so ``publish_module``
+  ``ReplayRequest``, a ``TransientError``, so ``publish_module``
   publishes the request again exactly as it does after a ConflictError.
 
 Before either, the runtime's admission bounds may turn the request away
@@ -24,61 +24,27 @@ A pass whose response is an ``AsyncWorkerStreamIterator`` binds it there.
 """
 
 import logging
-import tempfile
 import threading
-
 import time
 
 import transaction
 import zope.event
-from transaction.interfaces import TransientError
 from zExceptions import HTTPServiceUnavailable
 from zope.event import notify
 from ZPublisher.interfaces import IPubBeforeCommit, IPubFailure, IPubSuccess
 from ZPublisher.pubevents import PubBeforeAbort, PubFailure
 
-from .exceptions import ReplayImpossibleError, TooManyPassesError
-from .promises import STATE_KEY, SUSPEND_KEY, RequestFutures
-from .runtime import get_runtime
-from .stream import AsyncWorkerStreamIterator
+from ..core.body import unavailable
+from ..exceptions import ReplayImpossibleError, TooManyPassesError
+from ..interfaces import STATE_KEY, SUSPEND_KEY, ReplayRequest, SuspendRequest
+from ..runtime import get_runtime
+from ..stream import AsyncWorkerStreamIterator
+from .replay import make_body_replayable
 
 
 logger = logging.getLogger("collective.futures")
 #: One line per request that used futures (its own logger, to route it).
 request_log = logging.getLogger("collective.futures.requests")
-
-
-class SuspendRequest(BaseException):
-    """Control flow, not an error: this pass is over; run ``state.pending``
-    and publish the request again.
-
-    A BaseException so that ZPublisher's ``except Exception`` handlers (error
-    views, error log) let it through to the server that asked for it.
-    """
-
-    def __init__(self, state):
-        super().__init__(state)
-        self.state = state
-
-
-class ReplayRequest(TransientError):
-    """Control flow, not an error: the promises of this pass have run; let
-    ``publish_module`` retry the request to render the next pass."""
-
-
-def futures_for(request):
-    """The :class:`RequestFutures` of ``request``, created on first use."""
-    environ = request.environ
-    state = environ.get(STATE_KEY)
-    if state is None:
-        state = environ[STATE_KEY] = RequestFutures()
-        # request.retry() (ConflictError, replay) rebuilds the request from
-        # the environ it was given, not from request.environ (a copy): keep
-        # the state there too so the next attempt finds the results.
-        original = getattr(request, "_orig_env", None)
-        if original is not None:
-            original[STATE_KEY] = state
-    return state
 
 
 _install_lock = threading.Lock()
@@ -103,34 +69,10 @@ def pass_started(event):
         _install_end_pass()
     request = event.request
     if not request.environ.get(SUSPEND_KEY):
-        _make_body_replayable(request)
+        make_body_replayable(request)
     state = request.environ.get(STATE_KEY)
     if state is not None:
         state.begin_pass()
-
-
-def _make_body_replayable(request, chunk=1 << 16):
-    """Wait mode replays through ``request.retry()``, which rewinds
-    ``request.stdin``; some servers (gunicorn) hand over a body that cannot
-    seek. Copy such a body, before Zope reads it, into a spooled file
-    (memory up to 1 MiB, then a temporary file). Zope's own ConflictError
-    retries need this too."""
-    stdin = request.stdin
-    seekable = getattr(stdin, "seekable", None)
-    if stdin is None or (seekable is not None and seekable()):
-        return
-    length = request.environ.get("CONTENT_LENGTH")
-    remaining = int(length) if length and length.isdigit() else None
-    copy = tempfile.SpooledTemporaryFile(max_size=1 << 20)
-    while remaining is None or remaining > 0:
-        data = stdin.read(chunk if remaining is None else min(chunk, remaining))
-        if not data:
-            break
-        copy.write(data)
-        if remaining is not None:
-            remaining -= len(data)
-    copy.seek(0)
-    request.stdin = copy
 
 
 def _end_pass(event):
@@ -162,16 +104,24 @@ def _end_pass(event):
             runtime.metrics.request_rejected()
             logger.warning("503 for %s %s: %s", request.get("REQUEST_METHOD"),
                            request.get("PATH_INFO"), refusal)
-            error = HTTPServiceUnavailable(
-                f"Service Unavailable: {refusal}; retry later")
-            error.setHeader("Retry-After", str(settings.retry_after))
-            raise error
+            raise _service_unavailable(refusal, settings.retry_after)
     if suspending:
         _log_mode_once("suspend", request)
         _suspend(request, state)
     else:
         _log_mode_once("wait", request)
         _wait_and_replay(request, state, runtime)
+
+
+def _service_unavailable(reason, retry_after):
+    """The package's one 503 (core.body.unavailable), as the Zope exception
+    ZPublisher turns into the response."""
+    prepared = unavailable(reason, retry_after)
+    error = HTTPServiceUnavailable(prepared.message)
+    for name, value in prepared.headers:
+        if name == "Retry-After":
+            error.setHeader(name, value)
+    return error
 
 
 def _request_done(event):

@@ -12,9 +12,6 @@ replaced. Processes start with ``forkserver`` or ``spawn``, never ``fork``
 (a forked child of a threaded server inherits locks held by other threads).
 """
 
-import collections
-import concurrent.futures
-import itertools
 import logging
 import multiprocessing
 import pickle
@@ -22,7 +19,8 @@ import signal
 import threading
 import traceback
 
-from .exceptions import ExecutorFullError, WorkerProcessDiedError
+from ..exceptions import WorkerProcessDiedError
+from .base import BoundedPool
 
 
 logger = logging.getLogger("collective.futures")
@@ -51,7 +49,10 @@ def _child_main(conn):
 
 
 def dumps_call(fn, args, kwargs):
-    """Pickle a call for a worker process; TypeError naming the problem."""
+    """Pickle a call for a worker process; TypeError naming the problem.
+    Done once per promise: when it is submitted (so a call that cannot be
+    pickled fails at ``submit``), and the bytes are what the worker
+    process receives (see :class:`PickledCall`)."""
     try:
         return pickle.dumps((fn, args, kwargs))
     except Exception as exc:
@@ -60,6 +61,22 @@ def dumps_call(fn, args, kwargs):
             f"picklable (fn importable by name: no lambda, no local "
             f"function, no bound method of a persistent object): {exc}"
         ) from exc
+
+
+class PickledCall:
+    """``fn(*args, **kwargs)`` pickled once. Submitting it to the
+    ``processes`` executor sends these bytes as they are."""
+
+    __slots__ = ("data", "name")
+
+    def __init__(self, fn, args=(), kwargs=None, name=None):
+        self.data = dumps_call(fn, args, kwargs or {})
+        #: What the logs call it (the promise's key).
+        self.name = name or getattr(fn, "__qualname__", None) or repr(fn)
+
+    def __call__(self):
+        fn, args, kwargs = pickle.loads(self.data)
+        return fn(*args, **kwargs)
 
 
 class _Slot:
@@ -76,6 +93,7 @@ class _Slot:
         self.lock = threading.Lock()
         self.thread = threading.Thread(
             target=self._work, name=f"{pool.name}-{number}", daemon=True)
+        self.thread.start()
 
     def _start_process(self):
         parent, child = self.pool.context.Pipe()
@@ -104,10 +122,10 @@ class _Slot:
     def _work(self):
         try:
             while True:
-                item = self.pool._take()
-                if item is None:
+                taken = self.pool._take()
+                if taken is None:
                     return
-                future, payload, key = item
+                future, (payload, key) = taken
                 if not future.set_running_or_notify_cancel():
                     continue
                 with self.lock:
@@ -161,70 +179,38 @@ class _Slot:
             future.set_exception(exc)
 
 
-class ProcessPool(concurrent.futures.Executor):
-    """``submit_call(key, payload)`` runs a pickled ``(fn, args, kwargs)``
-    (see :func:`dumps_call`) in one of ``max_workers`` processes."""
+class ProcessExecutor(BoundedPool):
+    """See IBoundedExecutor: runs pickled calls in ``max_workers`` worker
+    processes, each fed by one thread of this process."""
+
+    runs_in = "processes"
+    queue_setting = "process_max_queue"
 
     def __init__(self, max_workers=2, max_queue=100, start_method="forkserver",
                  name="collective.futures-process", idle_seconds=300.0):
         if start_method == "fork":
             raise ValueError("fork is unsafe in a threaded server")
-        self.max_workers = max_workers
-        self.max_queue = max_queue
-        self.name = name
+        super().__init__(max_workers, name, max_queue=max_queue,
+                         idle_seconds=idle_seconds)
         self.context = multiprocessing.get_context(start_method)
-        self._idle_seconds = idle_seconds
-        # Guards the queue and the slots; slot threads wait on it.
-        self._cv = threading.Condition()
-        self._queue = collections.deque()
-        self._slots = []
-        self._idle = 0
-        self._numbers = itertools.count(1)
-        self._shutdown = False
 
-    def submit(self, fn, /, *args, **kwargs):
-        return self.submit_call(getattr(fn, "__qualname__", repr(fn)),
-                                dumps_call(fn, args, kwargs))
+    def _item(self, fn, args, kwargs):
+        # A PickledCall (how the runtime submits promises) was pickled when
+        # it was made: its bytes go as they are.
+        if isinstance(fn, PickledCall) and not args and not kwargs:
+            return fn.data, fn.name
+        return (dumps_call(fn, args, kwargs),
+                getattr(fn, "__qualname__", None) or repr(fn))
 
-    def submit_call(self, key, payload):
-        future = concurrent.futures.Future()
-        with self._cv:
-            if self._shutdown:
-                raise RuntimeError("cannot submit to the process pool after shutdown")
-            spare = self._idle + self.max_workers - len(self._slots)
-            if len(self._queue) - spare >= self.max_queue:
-                raise ExecutorFullError(
-                    f"{self.name}: {self.max_queue} promises already wait for "
-                    f"a worker process (process_max_queue)")
-            self._queue.append((future, payload, key))
-            if self._idle < len(self._queue) and len(self._slots) < self.max_workers:
-                slot = _Slot(self, next(self._numbers))
-                self._slots.append(slot)
-                slot.thread.start()
-            self._cv.notify()
-        return future
-
-    def _take(self):
-        me = threading.current_thread()
-        with self._cv:
-            while not self._queue and not self._shutdown:
-                # Why wait: no work; woken by submit/shutdown. An idle slot
-                # retires (with its process) after idle_seconds.
-                self._idle += 1
-                woken = self._cv.wait(self._idle_seconds)
-                self._idle -= 1
-                if not woken and not self._queue:
-                    break
-            if self._queue and not self._shutdown:
-                return self._queue.popleft()
-            self._slots = [s for s in self._slots if s.thread is not me]
-            return None
+    def _start_worker(self, number):
+        slot = _Slot(self, number)
+        return slot.thread, slot
 
     def interrupt(self, future):
         """Stop the process running ``future`` (it is replaced); True if
         one was running it."""
         with self._cv:
-            slots = list(self._slots)
+            slots = list(self._workers.values())
         for slot in slots:
             with slot.lock:
                 if slot.current is future:
@@ -233,30 +219,17 @@ class ProcessPool(concurrent.futures.Executor):
         return False
 
     @property
-    def queued(self):
-        with self._cv:
-            return len(self._queue)
-
-    @property
     def running(self):
         with self._cv:
-            return sum(1 for s in self._slots if s.current is not None)
+            return sum(1 for s in self._workers.values() if s.current is not None)
 
     @property
     def processes(self):
+        """The pids of the worker processes alive now."""
         with self._cv:
-            return [s.process.pid for s in self._slots if s.process is not None]
+            return [s.process.pid for s in self._workers.values()
+                    if s.process is not None]
 
-    def shutdown(self, wait=True, *, cancel_futures=False):
-        with self._cv:
-            self._shutdown = True
-            if cancel_futures:
-                while self._queue:
-                    self._queue.popleft()[0].cancel()
-            slots = list(self._slots)
-            self._cv.notify_all()
+    def _stopping(self, slots):
         for slot in slots:
             slot.kill()
-        if wait:
-            for slot in slots:
-                slot.thread.join(5)

@@ -1,5 +1,5 @@
-"""Graceful shutdown: on SIGTERM or SIGINT, answer every suspended request
-before the process goes.
+"""Graceful shutdown: on SIGTERM or SIGINT, answer every detached request
+(suspended, or a stream not yet started) before the process goes.
 
 Runs on: the signal handler (the main thread, briefly) starts the
 ``collective.futures-shutdown`` thread, which drains:
@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 
-from .runtime import get_runtime
+from ..runtime import get_runtime
 
 
 logger = logging.getLogger("collective.futures")
@@ -31,9 +31,12 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Drain:
-    def __init__(self, channels, sleep=time.sleep, clock=time.monotonic):
-        """``channels()`` lists the channels whose request is detached."""
+    def __init__(self, channels, sleep=time.sleep, clock=time.monotonic,
+                 runtime=None):
+        """``channels()`` lists the channels whose request is detached;
+        ``runtime`` is the process's unless given."""
         self.channels = channels
+        self.runtime = runtime
         self.sleep = sleep
         self.clock = clock
         self.previous = {}
@@ -76,7 +79,7 @@ class Drain:
                 os.kill(os.getpid(), self.signum)
 
     def _drain(self):
-        runtime = get_runtime()
+        runtime = self.runtime or get_runtime()
         runtime.draining = True
         grace = runtime.settings.shutdown_grace
         watched = {}  # channel -> the request it was holding

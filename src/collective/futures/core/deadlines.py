@@ -1,0 +1,101 @@
+"""The deadline thread: calls callbacks at monotonic times.
+
+Runs on: the ``collective.futures-deadlines`` daemon thread (one per
+runtime), started on the first ``call_at``. Callbacks must be quick: a
+round's expiry, a stream's 504, the metrics' sampling. ``call_at`` may be
+called from any thread.
+"""
+
+import heapq
+import logging
+import threading
+import time
+
+
+logger = logging.getLogger("collective.futures")
+
+
+class DeadlineHandle:
+    """A scheduled call; :meth:`cancel` stops it if it has not run yet."""
+
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when, callback):
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+    def __lt__(self, other):
+        return self.when < other.when
+
+
+class Deadlines:
+    """Calls callbacks at monotonic times, from one named daemon thread.
+
+    A callback must be quick (it runs on the shared watchdog thread); one that
+    raises is logged and the watchdog goes on.
+    """
+
+    def __init__(self, clock=time.monotonic, name="collective.futures-deadlines"):
+        self.clock = clock
+        self._name = name
+        # Guards the heap; call_at notifies it when the earliest time changes.
+        self._cv = threading.Condition()
+        self._heap = []
+        self._thread = None
+        self._stopped = False
+
+    def call_at(self, when, callback):
+        handle = DeadlineHandle(when, callback)
+        with self._cv:
+            heapq.heappush(self._heap, handle)
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(
+                    target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._cv.notify()
+        return handle
+
+    def call_later(self, delay, callback):
+        return self.call_at(self.clock() + delay, callback)
+
+    def run_due(self):
+        """Run every callback whose time has come; returns how many ran.
+        The watchdog thread calls this; tests with a fake clock may too."""
+        due = []
+        with self._cv:
+            now = self.clock()
+            while self._heap and self._heap[0].when <= now:
+                handle = heapq.heappop(self._heap)
+                if not handle.cancelled:
+                    due.append(handle)
+        for handle in due:
+            try:
+                handle.callback()
+            except Exception:
+                logger.exception("deadline callback %r failed", handle.callback)
+        return len(due)
+
+    def _run(self):
+        while True:
+            with self._cv:
+                if self._stopped:
+                    return
+                if self._heap:
+                    delay = self._heap[0].when - self.clock()
+                else:
+                    delay = 60.0
+                if delay > 0:
+                    # Why wait: nothing is due. Woken early by call_at (a new
+                    # earliest deadline) or stop(); bounded by the next due time.
+                    self._cv.wait(min(delay, 60.0))
+                    continue
+            self.run_due()
+
+    def stop(self):
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()

@@ -1,0 +1,119 @@
+"""The value types of the core: a promise, its options, its outcome.
+
+Runs on: any thread. Immutable values: created on the Zope worker (by the
+API), read by the executors' threads and the round.
+"""
+
+import dataclasses
+import typing
+
+from ..exceptions import (
+    ExecutorFullError, FutureCancelledError, FutureTimeoutError)
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Promise:
+    """A call to run outside the worker: ``fn(*args, **kwargs)``, on the
+    named executor; ``shared`` promises run once for all concurrent
+    requests of the same key, and keep a success for ``ttl`` seconds."""
+
+    key: str
+    fn: typing.Callable
+    args: tuple = ()
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    executor: str = "threads"
+    shared: bool = False
+    ttl: float = 0.0
+    #: what identifies a shared execution (default: the key)
+    shared_key: str = None
+    #: for the ``processes`` executor: the call, pickled once when the
+    #: promise was made (executors.processes.PickledCall)
+    pickled: object = None
+
+    def __call__(self):
+        return self.fn(*self.args, **self.kwargs)
+
+    @property
+    def name(self):
+        """A readable name of the function, for logs."""
+        fn = self.fn
+        return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class PromiseOptions:
+    """``fn`` with where and how to run it; made by :func:`promise`."""
+
+    fn: typing.Callable
+    executor: str = None
+    shared: bool = False
+    ttl: float = 0.0
+    shared_key: str = None
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def with_shared_key(self, shared_key):
+        return dataclasses.replace(self, shared_key=shared_key)
+
+
+def promise(fn, /, *, executor=None, shared=False, ttl=None):
+    """Wrap ``fn`` with options for ``submit``, ``resultOrSubmit`` and
+    ``AsyncWorkerStreamIterator`` (which pass their other arguments to
+    ``fn``, so these options can never collide with ``fn``'s own).
+
+    ``executor``: ``"threads"`` (default), ``"processes"``, ``"asyncio"``
+    (default for ``async def`` functions) or a configured custom executor.
+    ``shared=True``: concurrent requests for the same key share one
+    execution; ``ttl`` (seconds) keeps its result for later requests.
+    """
+    if isinstance(fn, PromiseOptions):
+        fn = fn.fn
+    if not callable(fn):
+        raise TypeError(
+            f"collective.futures.promise(): fn must be callable, not "
+            f"{type(fn).__name__} ({fn!r:.60})")
+    if executor is not None and not isinstance(executor, str):
+        raise TypeError(
+            f"collective.futures.promise(): executor must be a name (str), "
+            f"not {type(executor).__name__}")
+    if not isinstance(shared, bool):
+        raise TypeError("collective.futures.promise(): shared must be True or False")
+    if ttl is not None:
+        if not shared:
+            raise ValueError("collective.futures.promise(): ttl needs shared=True")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl < 0:
+            raise ValueError(
+                f"collective.futures.promise(): ttl must be seconds >= 0, not {ttl!r}")
+    return PromiseOptions(fn, executor, shared, float(ttl or 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a promise produced: a value, or the exception it raised; where
+    it ran and how long the request waited for it."""
+
+    value: object = None
+    error: BaseException = None
+    executor: str = None
+    seconds: float = None
+
+    @property
+    def kind(self):
+        """completed, failed, timed_out, cancelled or rejected."""
+        error = self.error
+        if error is None:
+            return "completed"
+        if isinstance(error, FutureTimeoutError):
+            return "timed_out"
+        if isinstance(error, FutureCancelledError):
+            return "cancelled"
+        if isinstance(error, ExecutorFullError):
+            return "rejected"
+        return "failed"
+
+    def unwrap(self):
+        if self.error is not None:
+            raise self.error
+        return self.value

@@ -1,0 +1,64 @@
+"""What one client request knows about its futures, across passes.
+
+Runs on: the Zope worker thread publishing a pass (submit, result) and,
+between passes, the side thread that records a round's outcomes. The two
+never overlap: a pass ends (and hands its promises over) before the round
+starts, and the next pass starts only after the round handed its outcomes
+back, so this state needs no lock.
+"""
+
+import time
+
+from zope.interface import implementer
+
+from ..interfaces import IRequestFutures
+
+
+@implementer(IRequestFutures)
+class RequestFutures:
+    """See IRequestFutures.
+
+    ``resolved`` survives from pass to pass (and across Zope's ConflictError
+    retries); ``pending`` holds what the current pass submitted.
+    """
+
+    def __init__(self):
+        self.resolved = {}
+        self.pending = {}
+        self.rounds = 0
+        self.started = time.monotonic()
+        #: Set (to a reason) when the next pass must be a 503 instead.
+        self.unavailable = None
+
+    @property
+    def passes(self):
+        """Passes published so far, the current one included."""
+        return self.rounds + 1
+
+    def begin_pass(self):
+        """A pass starts (or is retried): forget what was submitted before."""
+        self.pending.clear()
+
+    def take_pending(self):
+        """Hand this pass's promises to a round; counts the round."""
+        promises, self.pending = self.pending, {}
+        self.rounds += 1
+        return promises
+
+    def record(self, outcomes):
+        """Store a finished round's outcomes (key -> :class:`Outcome`)."""
+        self.resolved.update(outcomes)
+
+    def summary(self):
+        """``key [executor] 1.02s completed, ...`` for the request log."""
+        return ", ".join(
+            f"{key} [{o.executor or 'shared cache'}] "
+            f"{'-' if o.seconds is None else f'{o.seconds:.3f}s'} "
+            f"{o.kind if o.error is None else type(o.error).__name__}"
+            for key, o in self.resolved.items())
+
+    def __repr__(self):
+        return (
+            f"<RequestFutures pass={self.passes} "
+            f"resolved={sorted(self.resolved)} pending={sorted(self.pending)}>"
+        )
