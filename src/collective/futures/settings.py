@@ -187,6 +187,11 @@ OPTIONS = (
         "the requests still suspended with a 503 and exiting.",
     ),
     Option(
+        "history_interval", _seconds, 5.0,
+        "Seconds between two points of the metrics' recent history (the "
+        "Control Panel's chart keeps the last 120).",
+    ),
+    Option(
         "metrics_token", _token, "",
         "A bearer token that lets a scraper read ``@@futures-metrics`` "
         "without a Manager login (16 characters or more).",

@@ -3,8 +3,8 @@ work, as JSON, in the Prometheus text format, and as recent history.
 
 Runs on: any thread. Counters and histograms are updated under one lock;
 gauges (queues, running, suspended now) are read from the runtime when a
-snapshot is taken. The history is sampled every ``HISTORY_INTERVAL``
-seconds by the deadline thread (no thread of its own).
+snapshot is taken. The history (its last ``HISTORY_LENGTH`` points) is
+sampled every ``history_interval`` seconds by the deadline thread (no thread of its own).
 """
 
 import bisect
@@ -15,8 +15,7 @@ import time
 
 #: Upper bounds (seconds) of the duration histogram buckets.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-HISTORY_INTERVAL = 5.0
-HISTORY_LENGTH = 120  # ten minutes at 5 s
+HISTORY_LENGTH = 120  # ten minutes at the default interval of 5 s
 
 #: How a promise can end.
 OUTCOMES = ("completed", "failed", "timed_out", "cancelled", "rejected")

@@ -23,7 +23,7 @@ from ..executors.processes import PickledCall, ProcessExecutor
 from ..executors.threads import ThreadExecutor
 from ..settings import Settings
 from .deadlines import Deadlines
-from .metrics import HISTORY_INTERVAL, Metrics
+from .metrics import Metrics
 from .round import Round
 from .shared import SharedFutures
 
@@ -85,8 +85,8 @@ class Runtime:
         self._sampling = False
 
     def start_sampling(self):
-        """Sample the metrics' history every HISTORY_INTERVAL seconds, on the
-        deadline thread."""
+        """Sample the metrics' history every ``history_interval`` seconds, on
+        the deadline thread."""
         if self._sampling:
             return
         self._sampling = True
@@ -96,7 +96,8 @@ class Runtime:
                 self.metrics.sample(self)
             finally:
                 if self._sampling:
-                    self.deadlines.call_later(HISTORY_INTERVAL, sample)
+                    self.deadlines.call_later(
+                        self.settings.history_interval, sample)
 
         self.deadlines.call_later(0, sample)
 

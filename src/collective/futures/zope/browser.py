@@ -53,12 +53,14 @@ class Metrics:
         return json.dumps(data, indent=1)
 
 
-def chart(history, series=("suspended", "running", "queued"), width=720, height=160):
-    """An inline SVG line chart of the recent history."""
+def chart(history, interval, series=("suspended", "running", "queued"),
+          width=720, height=160):
+    """An inline SVG line chart of the recent history (a point every
+    ``interval`` seconds)."""
     colours = {"suspended": "#1f77b4", "running": "#2ca02c", "queued": "#d62728"}
     if len(history) < 2:
         return ('<p class="text-muted">The chart fills in as samples come '
-                '(one every 5 s).</p>')
+                f'(one every {interval:g} s).</p>')
     top = max(1, max(point[name] for point in history for name in series))
     t0, t1 = history[0]["time"], history[-1]["time"]
     span = max(t1 - t0, 1)
@@ -81,8 +83,12 @@ def chart(history, series=("suspended", "running", "queued"), width=720, height=
                      f'font-size="12">{name}</text>')
         x += 120
     parts.append(f'<text x="{width - 170}" y="{height + 21}" font-size="12">'
-                 f'last {span / 60:.0f} min</text></svg>')
+                 f'last {_duration(span)}</text></svg>')
     return "".join(parts)
+
+
+def _duration(seconds):
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
 class ControlPanel:
@@ -100,4 +106,5 @@ class ControlPanel:
         return data
 
     def chart(self):
-        return chart(get_runtime().metrics.history)
+        runtime = get_runtime()
+        return chart(runtime.metrics.history, runtime.settings.history_interval)
