@@ -154,18 +154,23 @@ def test_failing_promise_is_logged_once_where_it_ran(caplog):
 def test_side_pool_runs_concurrently_with_named_daemon_threads():
     pool = ThreadExecutor(4)
     try:
+        # The barrier opens only when 4 calls wait at it at the same time:
+        # with fewer threads it breaks (BrokenBarrierError after 5 s).
         barrier = threading.Barrier(4, timeout=5)
-        names = []
+        met = []  # (name, alive, daemon, threads of the pool) at the barrier
 
         def meet():
-            names.append(threading.current_thread().name)
+            me = threading.current_thread()
+            met.append((me.name, me.is_alive(), me.daemon))
             barrier.wait()
-            return threading.current_thread().daemon
+            return pool.threads
 
-        results = [f.result(5) for f in [pool.submit(meet) for _ in range(4)]]
-        assert results == [True] * 4
-        assert all(n.startswith("collective.futures-worker-") for n in names)
-        assert pool.threads <= 4
+        seen = [f.result(5) for f in [pool.submit(meet) for _ in range(4)]]
+        names = sorted(name for name, _, _ in met)
+        assert names == [f"collective.futures-worker-{n}" for n in (1, 2, 3, 4)]
+        assert all(alive and daemon for _, alive, daemon in met)
+        # Every call saw the 4 workers alive together, and no fifth.
+        assert seen == [4] * 4
     finally:
         pool.shutdown()
 
