@@ -1,0 +1,157 @@
+"""The channel's hand-over of a detached request between threads, on a real
+FuturesChannel (a socket pair, no server loop) with a real runtime: the
+worker detaches, the completion thread re-queues, the shutdown thread
+refuses, and they race."""
+
+import socket
+import threading
+
+import pytest
+from waitress.adjustments import Adjustments
+
+from collective.futures import runtime as runtime_module
+from collective.futures.core.promise import Promise
+from collective.futures.core.state import RequestFutures
+from collective.futures.server.channel import FuturesChannel, detached_channels
+from collective.futures.settings import Settings
+
+
+class FakeServer:
+    """What a channel asks of its server: add_task (recorded, and signalled),
+    pull_trigger, and the map of active channels."""
+
+    def __init__(self):
+        self.adj = Adjustments(threads=2)
+        self.active_channels = {}
+        self.tasks = []
+        self.queued = threading.Event()
+
+    def add_task(self, channel):
+        self.tasks.append(channel)
+        self.queued.set()
+
+    def pull_trigger(self):
+        pass
+
+
+@pytest.fixture
+def runtime():
+    old = runtime_module._runtime
+    yield runtime_module.configure(Settings(max_workers=2, timeout=10))
+    runtime_module.get_runtime().shutdown()
+    runtime_module._runtime = old
+
+
+@pytest.fixture
+def make_channel():
+    made = []
+
+    def make(channel_class=FuturesChannel):
+        server = FakeServer()
+        ours, theirs = socket.socketpair()
+        made.extend((ours, theirs))
+        channel = channel_class(server, ours, ("127.0.0.1", 0), server.adj, map={})
+        return channel, server
+
+    yield make
+    for sock in made:
+        sock.close()
+
+
+def suspended(channel, release):
+    """Suspend a request on ``channel`` whose one promise waits for
+    ``release``; returns its state."""
+    state = RequestFutures()
+    state.pending["k"] = Promise("k", lambda: release.wait(10) and "value")
+    channel._suspend(state)
+    return state
+
+
+def test_a_round_that_ends_re_queues_the_channel_with_its_outcomes(runtime, make_channel):
+    channel, server = make_channel()
+    release = threading.Event()
+    state = suspended(channel, release)
+    assert channel.detached is not None and channel in detached_channels()
+    assert "readable" in channel.__dict__  # the detached readable()
+    release.set()
+    assert server.queued.wait(10)
+    assert server.tasks == [channel]
+    assert channel.detached is None and channel not in detached_channels()
+    assert "readable" not in channel.__dict__
+    assert state.resolved["k"].value == "value" and state.unavailable is None
+    # The next service() takes the record, once.
+    assert channel._next is not None and channel._next.state is state
+
+
+def test_refuse_answers_a_suspended_request_with_a_503(runtime, make_channel):
+    channel, server = make_channel()
+    release = threading.Event()
+    state = suspended(channel, release)
+    channel.refuse("the server is shutting down")
+    assert server.queued.wait(10)
+    assert state.unavailable == "the server is shutting down"
+    assert state.resolved["k"].kind == "cancelled"
+    release.set()
+
+
+def test_refuse_after_the_round_ended_leaves_the_request_as_it_ended(runtime, make_channel):
+    channel, server = make_channel()
+    release = threading.Event()
+    state = suspended(channel, release)
+    release.set()
+    assert server.queued.wait(10)
+    channel.refuse("too late")  # nothing detached: a no-op
+    assert state.unavailable is None and len(server.tasks) == 1
+
+
+class RacingChannel(FuturesChannel):
+    """Makes the race of the shutdown thread with the round's end happen at
+    the worst moment: when ``refuse()`` has read ``detached``, the round
+    ends on its own thread (its promise is released), and the read returns
+    once that end is over, or after 0.5 s if the end has to wait for
+    ``refuse()`` (as it must: the hand-over is locked)."""
+
+    race = None  # (release, ended) while armed
+
+    @property
+    def detached(self):
+        value = self.__dict__.get("_detached_value")
+        race, self.race = self.race, None
+        if race is not None and value is not None:
+            release, ended = race
+            release.set()
+            ended.wait(0.5)
+        return value
+
+    @detached.setter
+    def detached(self, value):
+        self.__dict__["_detached_value"] = value
+
+
+def test_refuse_racing_the_end_of_the_round_never_fails(runtime, make_channel):
+    # Before the channel kept one record under one lock, refuse() read the
+    # suspended state after the round's end had cleared it: AttributeError,
+    # and the drain stopped refusing the other requests.
+    channel, server = make_channel(RacingChannel)
+    release = threading.Event()
+    state = suspended(channel, release)
+    channel.race = (release, server.queued)
+    channel.refuse("the server is shutting down")  # must not raise
+    assert server.queued.wait(10)
+    assert server.tasks == [channel]  # answered once
+    outcome = state.resolved["k"]
+    # Either the refusal won (a 503) or the round had ended (its pass
+    # renders); never both, never neither.
+    assert (state.unavailable, outcome.kind) in (
+        ("the server is shutting down", "cancelled"), (None, "completed"))
+
+
+def test_the_racing_channel_does_make_the_round_end_inside_refuse(runtime, make_channel):
+    # Positive control of the race above: with no lock in the way (a read
+    # of detached outside refuse), the round ends during the read.
+    channel, server = make_channel(RacingChannel)
+    release = threading.Event()
+    suspended(channel, release)
+    channel.race = (release, server.queued)
+    assert channel.detached is not None  # the value read before the end
+    assert server.queued.is_set()  # ...and the round ended during the read
