@@ -68,8 +68,8 @@ class FuturesChannel(HTTPChannel):
     detached = None
     #: The :class:`Detachment` whose job is over, for the next service().
     _next = None
-    #: The :class:`Detachment` the running service() took (its task reads
-    #: it); only the worker thread in service() touches it.
+    #: The :class:`Detachment` the latest service() took, for its task
+    #: (read on that worker thread while the task runs).
     served = None
 
     def __init__(self, *args, **kwargs):
@@ -124,7 +124,11 @@ class FuturesChannel(HTTPChannel):
 
     def service(self):
         with self._handover:
-            self.served, self._next = self._next, None
+            served, self._next = self._next, None
+        # For this service()'s task. Not cleared afterwards: a job that ends
+        # inside start() re-queues the channel, and the next service() may
+        # set its own before this one has returned.
+        self.served = served
         try:
             super().service()
         except SuspendRequest as suspension:
@@ -132,7 +136,6 @@ class FuturesChannel(HTTPChannel):
         except StreamHandoff as handoff:
             self._stream(handoff.task, handoff.stream)
         finally:
-            served, self.served = self.served, None
             if served is not None and served.gated:
                 gate_for(self.server, get_runtime().settings.resume_slots).done()
 
