@@ -9,6 +9,7 @@ import time
 import pytest
 
 import rawhttp
+from conftest import wait_for
 
 
 pytestmark = pytest.mark.functional
@@ -99,16 +100,21 @@ def test_overload_wait_runs_blocking_instead_of_503(make_zope):
 
 
 def test_the_control_panel_tab(make_zope):
-    zope = make_zope()
+    # History sampled every 0.2 s: the chart needs two samples.
+    zope = make_zope(product_config={"history_interval": "0.2"})
     zope.get("/@@slow-futures?delay=0.1")
     status, _, body = zope.request("/Control_Panel/manage_main",
                                    headers=zope.admin_headers())
     assert status == 200 and b"manage_futures" in body
-    time.sleep(5.5)  # two samples of history: the chart is drawn
-    status, _, body = zope.request("/Control_Panel/manage_futures",
-                                   headers=zope.admin_headers())
-    page = body.decode()
-    assert status == 200
+
+    def tab():
+        status, _, body = zope.request("/Control_Panel/manage_futures",
+                                       headers=zope.admin_headers())
+        assert status == 200
+        page = body.decode()
+        return page if "<svg" in page else None
+
+    page = wait_for(tab, timeout=10, interval=0.1, message="the history chart")
     assert "Suspended requests now" in page and "<svg" in page
     assert "slow_value" in page  # the durations table
     assert zope.request("/Control_Panel/manage_futures")[0] == 401
