@@ -10,6 +10,7 @@ import time
 import pytest
 
 import rawhttp
+from conftest import wait_for
 from slow_upstream import SlowUpstream
 from zopeinstance import ZopeInstance
 
@@ -99,14 +100,14 @@ def test_a_kept_shared_result_needs_no_second_pass(zope):
 def test_a_hang_up_cancels_a_running_asyncio_promise(zope):
     conn = rawhttp.Connection(zope.address)
     conn.send(rawhttp.get("/@@async-cancel?counter=acancel"))
-    time.sleep(0.5)
+    wait_for(lambda: zope.counters().get("acancel.started"), interval=0.05,
+             message="the asyncio promise started")
     conn.close()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    def finished():
         seen = zope.counters()
-        if seen.get("acancel.finally"):
-            break
-        time.sleep(0.1)
+        return seen if seen.get("acancel.finally") else None
+
+    seen = wait_for(finished, interval=0.1, message="the promise's finally ran")
     assert seen.get("acancel.started") == 1
     assert seen.get("acancel.finally") == 1  # cancelled, not left for 30 s
 

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import rawhttp
+from conftest import wait_for
 from futures_testapp.views import pattern
 
 
@@ -53,10 +54,7 @@ def test_large_generated_body_is_streamed_intact(zope):
     # The request log counts the body bytes of a chunked stream too (the
     # line is written just after the last chunk: wait for it, bounded).
     line = f"stream generated threads: complete, {size} bytes in"
-    deadline = time.monotonic() + 5
-    while line not in zope.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert line in zope.log()
+    wait_for(lambda: line in zope.log(), interval=0.05, message=repr(line))
 
 
 @pytest.mark.parametrize("query, status, headers, body", [
@@ -168,12 +166,12 @@ def test_a_client_that_disconnects_stops_the_stream(zope):
     assert b"200" in status_line
     conn.stream.read(200000)
     conn.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def finished():
         seen = zope.counters()
-        if seen.get("gone.closed"):
-            break
-        time.sleep(0.1)
+        return seen if seen.get("gone.closed") else None
+
+    seen = wait_for(finished, timeout=10, interval=0.1,
+                    message="the stream's generator closed")
     # The generator was closed: its finally ran, nothing keeps running.
     assert seen.get("gone.started") == 1 and seen.get("gone.closed") == 1, seen
     assert zope.get("/@@plain") == (200, "plain page")
