@@ -102,9 +102,12 @@ class Runtime:
         self.deadlines.call_later(0, sample)
 
     def executor_gauges(self):
-        """name -> {"queued": n, "running": n} for the executors started."""
+        """name -> {"queued": n, "running": n} for the executors started,
+        and for the stream pool (``streams``) once a stream ran."""
         with self._lock:
             executors = dict(self._executors)
+            if self._streams is not None:
+                executors["streams"] = self._streams
         return {name: {"queued": getattr(executor, "queued", 0),
                        "running": getattr(executor, "running", 0)}
                 for name, executor in sorted(executors.items())}
