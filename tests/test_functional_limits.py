@@ -2,6 +2,7 @@
 small Zope instance (real waitress, real sockets)."""
 
 import concurrent.futures
+import json
 import re
 import signal
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 
 import rawhttp
+from conftest import wait_for
 
 
 pytestmark = pytest.mark.functional
@@ -33,15 +35,27 @@ def test_a_client_that_hangs_up_while_suspended_is_noticed(make_zope):
     zope = make_zope(product_config={"max_workers": "2"})
     conn = rawhttp.Connection(zope.address)
     conn.send(rawhttp.get("/@@parallel?n=6&delay=1&counter=gone"))
-    time.sleep(0.4)
+    wait_for(lambda: zope.counters().get("gone.started") == 2,
+             message="two promises started")
     conn.close()
-    time.sleep(2.0)  # the two started promises finish; the rest never start
-    seen = zope.counters()
-    assert seen["gone.started"] == 2, seen
-    assert "gone.renders" not in seen
-    # Both pool threads are free again: a full round still works.
+    wait_for(lambda: zope.counters().get("gone.finished") == 2,
+             message="the two started promises finished")
+    # Both pool threads are free again: a full round still works. Its
+    # promises queue behind any of the 4 others not skipped, so once it
+    # is done, those would have started.
     assert zope.get("/@@parallel?n=2&delay=0.1&counter=after")[0] == 200
-    assert zope.counters()["after.renders"] == 1
+    seen = zope.counters()
+    assert seen["after.renders"] == 1
+    assert seen["gone.started"] == 2, seen  # the rest never started
+    assert "gone.renders" not in seen
+
+
+def suspended(zope):
+    """Requests suspended now, from the metrics."""
+    status, _, body = zope.request("/@@futures-metrics",
+                                   headers=zope.admin_headers())
+    assert status == 200
+    return json.loads(body)["suspended"]
 
 
 def read_until_closed(address, path, timeout):
@@ -59,11 +73,12 @@ def test_sigterm_lets_suspended_requests_finish_within_the_grace(make_zope):
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         clients = [pool.submit(read_until_closed, zope.address,
                                "/@@slow-futures?delay=1.5", 30) for _ in range(5)]
-        time.sleep(0.5)
+        wait_for(lambda: suspended(zope) == 5, message="5 requests suspended")
         start = time.monotonic()
         zope.process.send_signal(signal.SIGTERM)
         # Draining: a new request that would suspend is refused.
-        time.sleep(0.2)
+        wait_for(lambda: "draining 5 suspended request(s)" in zope.log(),
+                 message="the drain started")
         late = read_until_closed(zope.address, "/@@slow-futures?delay=1", 10)
         outcomes = [c.result(timeout=30) for c in clients]
         zope.process.wait(20)
@@ -79,7 +94,7 @@ def test_sigterm_answers_503_to_what_is_still_suspended_after_the_grace(make_zop
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         clients = [pool.submit(read_until_closed, zope.address,
                                "/@@slow-futures?delay=60", 30) for _ in range(5)]
-        time.sleep(0.5)
+        wait_for(lambda: suspended(zope) == 5, message="5 requests suspended")
         assert not any(c.done() for c in clients)
         start = time.monotonic()
         zope.process.send_signal(signal.SIGTERM)
