@@ -47,11 +47,17 @@ def test_metrics_add_up_after_a_mixed_load(make_zope):
         assert zope.get("/@@error-promise")[0] == 200
     assert zope.get("/@@timeout?delay=2")[1].startswith("timed out")
     conn = rawhttp.Connection(zope.address)
-    conn.send(rawhttp.get("/@@parallel?n=2&delay=0.5"))
-    time.sleep(0.3)
+    conn.send(rawhttp.get("/@@parallel?n=2&delay=0.5&counter=mixed"))
+    wait_for(lambda: zope.counters().get("mixed.started") == 2,
+             message="both promises started")
     conn.close()
-    time.sleep(0.5)
-    data = metrics(zope)
+
+    def both_cancelled():
+        # The hang-up is noticed and both running promises counted cancelled.
+        data = metrics(zope)
+        return data if data["promises"]["threads"]["cancelled"] == 2 else None
+
+    data = wait_for(both_cancelled, message="two cancelled promises in the metrics")
     threads = data["promises"]["threads"]
     assert threads["submitted"] == 3 + 2 + 1 + 2
     assert (threads["completed"], threads["failed"], threads["timed_out"],
