@@ -1,0 +1,94 @@
+"""core/deadlines.py: callbacks at monotonic times, from one thread; run
+here with a fake clock and run_due() (no thread), but for one test of the
+thread itself."""
+
+import logging
+import threading
+import time
+
+from collective.futures.core.deadlines import Deadlines
+
+from fakes import FakeClock, manual_deadlines
+
+
+def test_run_due_runs_what_is_due_in_time_order():
+    clock = FakeClock()
+    deadlines = manual_deadlines(clock)
+    fired = []
+    deadlines.call_at(3.0, lambda: fired.append("c"))
+    deadlines.call_at(1.0, lambda: fired.append("a"))
+    deadlines.call_later(2.0, lambda: fired.append("b"))
+    deadlines.call_at(10.0, lambda: fired.append("late"))
+    assert deadlines.run_due() == 0 and fired == []
+    clock.advance(2.0)
+    assert deadlines.run_due() == 2 and fired == ["a", "b"]
+    clock.advance(1.0)
+    assert deadlines.run_due() == 1 and fired == ["a", "b", "c"]
+    assert deadlines.run_due() == 0  # each runs once
+
+
+def test_cancelled_handles_are_skipped():
+    clock = FakeClock()
+    deadlines = manual_deadlines(clock)
+    fired = []
+    handle = deadlines.call_at(1.0, lambda: fired.append("cancelled"))
+    deadlines.call_at(1.0, lambda: fired.append("kept"))
+    handle.cancel()
+    clock.advance(5)
+    assert deadlines.run_due() == 1
+    assert fired == ["kept"]
+
+
+def test_a_raising_callback_is_logged_and_the_rest_still_run(caplog):
+    clock = FakeClock()
+    deadlines = manual_deadlines(clock)
+    fired = []
+
+    def broken():
+        raise ZeroDivisionError("callback bug")
+
+    deadlines.call_at(1.0, lambda: fired.append("before"))
+    deadlines.call_at(2.0, broken)
+    deadlines.call_at(3.0, lambda: fired.append("after"))
+    clock.advance(3)
+    with caplog.at_level(logging.ERROR, "collective.futures"):
+        assert deadlines.run_due() == 3
+    assert fired == ["before", "after"]
+    [record] = [r for r in caplog.records if "deadline callback" in r.getMessage()]
+    assert record.exc_info[0] is ZeroDivisionError
+
+
+def test_a_callback_may_schedule_another():
+    clock = FakeClock()
+    deadlines = manual_deadlines(clock)
+    fired = []
+    deadlines.call_at(1.0, lambda: deadlines.call_later(0, lambda: fired.append(2)))
+    clock.advance(1)
+    assert deadlines.run_due() == 1 and fired == []
+    assert deadlines.run_due() == 1 and fired == [2]
+
+
+def test_a_stopped_deadlines_starts_no_thread():
+    deadlines = manual_deadlines(FakeClock())
+    deadlines.call_at(0, lambda: None)
+    names = {t.name for t in threading.enumerate()}
+    assert "collective.futures-deadlines-manual" not in names
+
+
+def test_the_thread_fires_in_order_and_skips_cancelled():
+    # One real thread, real time: the callbacks are due at once, so this
+    # waits only for the thread to run them.
+    deadlines = Deadlines(name="collective.futures-deadlines-test")
+    try:
+        fired = []
+        done = threading.Event()
+        now = time.monotonic()
+        deadlines.call_at(now + 0.02, lambda: (fired.append("b"), done.set()))
+        cancelled = deadlines.call_at(now + 0.01, lambda: fired.append("x"))
+        deadlines.call_at(now, lambda: fired.append(
+            threading.current_thread().name))
+        cancelled.cancel()
+        assert done.wait(5)
+        assert fired == ["collective.futures-deadlines-test", "b"]
+    finally:
+        deadlines.stop()
