@@ -12,6 +12,9 @@ from ploneinstance import PloneInstance
 from slow_upstream import HITS, SlowUpstream
 
 
+pytestmark = pytest.mark.functional
+
+
 @pytest.fixture(scope="module")
 def upstream():
     service = SlowUpstream(delay=1.0).start()
