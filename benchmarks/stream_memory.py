@@ -5,15 +5,15 @@ Usage: python benchmarks/stream_memory.py [--mib 1024] [--json FILE]
 
 A fresh Zope (waitress, threads = 2) streams ``--mib`` MiB produced by a
 generator in 64 KiB chunks; the client reads it over a real socket and
-checks every byte. RSS is sampled from /proc every 20 ms.
+checks every byte. RSS is sampled from /proc every 20 ms. A stream that is
+not intact (not 200, short, or other bytes), or an instance that died,
+fails the run (exit status 1).
 """
 
 import argparse
 import hashlib
 import http.client
-import json
 import pathlib
-import platform
 import sys
 import tempfile
 import threading
@@ -21,70 +21,113 @@ import time
 
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
+from common import Checks, command_line, machine  # noqa: E402
 from futures_testapp.views import pattern  # noqa: E402
 from zopeinstance import ZopeInstance  # noqa: E402
 
 
-def sample_rss(zope, stop, peak):
-    while not stop.wait(0.02):
-        peak[0] = max(peak[0], zope.rss())
+CHUNK = 65536
+
+
+class RssSampler:
+    """Peak RSS of the instance every 20 ms; ``error`` if sampling failed
+    (the process is gone)."""
+
+    def __init__(self, zope):
+        self.zope = zope
+        self.peak = zope.rss()
+        self.error = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler",
+                                        daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            try:
+                self.peak = max(self.peak, self.zope.rss())
+            except (OSError, RuntimeError) as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+
+def run(mib=1024, threads=2):
+    """Stream ``mib`` MiB once and check it. Returns the report (plain
+    data); raises BenchmarkFailed, with the report, when the stream was not
+    intact or the instance died."""
+    checks = Checks()
+    size = mib * 2**20
+    report = {"machine": machine(),
+              "parameters": {"mib": mib, "chunk_bytes": CHUNK, "threads": threads}}
+    with checks.guard(report), tempfile.TemporaryDirectory() as tmp:
+        zope = ZopeInstance(pathlib.Path(tmp) / "zope", threads=threads
+                            ).create().start()
+        with checks.running(zope, "stream"):
+            # Warm up the view and the stream machinery, then measure.
+            status, _, body = zope.request("/@@stream?kind=gen&size=1048576")
+            checks.expect(status == 200 and body == b"".join(pattern(2**20, CHUNK)),
+                          f"warm-up stream answered {status}, {len(body)} bytes")
+            expected = hashlib.sha256()
+            for piece in pattern(size, CHUNK):
+                expected.update(piece)
+            baseline = zope.rss()
+            with RssSampler(zope) as sampler:
+                connection = http.client.HTTPConnection(*zope.address, timeout=120)
+                try:
+                    start = time.monotonic()
+                    connection.request(
+                        "GET", f"/@@stream?kind=gen&size={size}&chunk={CHUNK}")
+                    response = connection.getresponse()
+                    digest, received = hashlib.sha256(), 0
+                    while True:
+                        data = response.read(1 << 20)
+                        if not data:
+                            break
+                        digest.update(data)
+                        received += len(data)
+                    elapsed = time.monotonic() - start
+                finally:
+                    connection.close()
+            checks.expect(sampler.error is None,
+                          f"sampling the server's RSS failed: {sampler.error}")
+        intact = (response.status == 200 and received == size
+                  and digest.hexdigest() == expected.hexdigest())
+        checks.expect(intact, f"the stream was not intact: HTTP {response.status}, "
+                              f"{received} of {size} bytes, sha256 "
+                              f"{'matches' if digest.hexdigest() == expected.hexdigest() else 'differs'}")
+        report.update({
+            "status": response.status,
+            "bytes": received,
+            "intact": intact,
+            "seconds": round(elapsed, 2),
+            "mib_per_s": round(received / elapsed / 2**20, 1),
+            "rss_baseline_mib": round(baseline / 2**20, 1),
+            "rss_peak_mib": round(sampler.peak / 2**20, 1),
+            "rss_growth_mib": round((sampler.peak - baseline) / 2**20, 1),
+        })
+    return checks.finish(report)
+
+
+def summary(report):
+    return (f"streamed {report['bytes'] / 2**20:.0f} MiB in {report['seconds']} s "
+            f"({report['mib_per_s']} MiB/s), intact: {report['intact']}; server RSS "
+            f"{report['rss_baseline_mib']} MiB -> peak {report['rss_peak_mib']} MiB "
+            f"(growth {report['rss_growth_mib']} MiB)")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=1024)
-    parser.add_argument("--json")
+    parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args(argv)
-    size = args.mib * 1024 * 1024
-    with tempfile.TemporaryDirectory() as tmp:
-        zope = ZopeInstance(pathlib.Path(tmp) / "zope", threads=2).create().start()
-        try:
-            # Warm up the view and the stream machinery, then measure.
-            zope.request("/@@stream?kind=gen&size=1048576")
-            baseline = zope.rss()
-            peak, stop = [baseline], threading.Event()
-            sampler = threading.Thread(target=sample_rss, args=(zope, stop, peak),
-                                       name="rss-sampler", daemon=True)
-            sampler.start()
-            expected = hashlib.sha256()
-            for piece in pattern(size, 65536):
-                expected.update(piece)
-            connection = http.client.HTTPConnection(*zope.address, timeout=120)
-            start = time.monotonic()
-            connection.request("GET", f"/@@stream?kind=gen&size={size}&chunk=65536")
-            response = connection.getresponse()
-            digest, received = hashlib.sha256(), 0
-            while True:
-                data = response.read(1 << 20)
-                if not data:
-                    break
-                digest.update(data)
-                received += len(data)
-            elapsed = time.monotonic() - start
-            connection.close()
-            stop.set()
-            sampler.join(5)
-        finally:
-            zope.stop()
-    report = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "bytes": received,
-        "intact": received == size and digest.hexdigest() == expected.hexdigest(),
-        "seconds": round(elapsed, 2),
-        "mib_per_s": round(received / elapsed / 2**20, 1),
-        "rss_baseline_mib": round(baseline / 2**20, 1),
-        "rss_peak_mib": round(peak[0] / 2**20, 1),
-        "rss_growth_mib": round((peak[0] - baseline) / 2**20, 1),
-    }
-    print(f"streamed {received / 2**20:.0f} MiB in {report['seconds']} s "
-          f"({report['mib_per_s']} MiB/s), intact: {report['intact']}; server RSS "
-          f"{report['rss_baseline_mib']} MiB -> peak {report['rss_peak_mib']} MiB "
-          f"(growth {report['rss_growth_mib']} MiB)")
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(report, indent=2))
-    if not report["intact"]:
-        sys.exit("the stream was not intact")
-    return report
+    return command_line(run, summary, args.json, mib=args.mib)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""What the benchmarks share: the machine and the code measured, and how a
+benchmark says that what it measured crashed or answered wrongly.
+
+A benchmark's ``run()`` returns a plain dict of figures with a
+``"failures"`` list; when the list is not empty it raises
+``BenchmarkFailed`` carrying that dict, so a caller (the suite, a command
+line) can still record what was measured next to why it is not a result.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import pathlib
+import platform
+import re
+import subprocess
+import sys
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+class BenchmarkFailed(Exception):
+    """What a benchmark measured crashed or gave wrong results: its figures
+    describe a failure, not the code. ``report`` holds what was measured,
+    ``report["failures"]`` the reasons; fix the cause and run it again."""
+
+    def __init__(self, report):
+        self.report = report
+        super().__init__("; ".join(report["failures"]))
+
+
+class Checks:
+    """Collects the failures of one run: each ``expect()`` that does not
+    hold is one line of ``failures``."""
+
+    def __init__(self):
+        self.failures = []
+
+    def expect(self, condition, message):
+        if not condition:
+            self.failures.append(message)
+        return condition
+
+    def alive(self, zope, what, grace=0.0):
+        """The instance is still running, or has exited within ``grace``
+        seconds (a killed process closes its sockets before it can be
+        reaped: a client may see the hang-up first)."""
+        try:
+            code = zope.process.wait(grace) if grace else zope.process.poll()
+        except subprocess.TimeoutExpired:
+            code = None
+        return self.expect(code is None, (
+            f"{what}: the Zope instance died during the measurement (exit "
+            f"code {code}); its log ends: {log_tail(zope)!r}"))
+
+    @contextlib.contextmanager
+    def running(self, zope, what):
+        """The block measures ``zope``, which must still be running at its
+        end; stops it."""
+        try:
+            yield zope
+        except BaseException:
+            self.alive(zope, what, grace=2.0)
+            raise
+        else:
+            self.alive(zope, what)
+        finally:
+            zope.stop()
+
+    @contextlib.contextmanager
+    def guard(self, report):
+        """An exception in the block (a refused connection, a timeout, an
+        instance that did not start) is a failure of the run: raise
+        BenchmarkFailed with what was measured until then."""
+        try:
+            yield
+        except BenchmarkFailed:
+            raise
+        except Exception as exc:
+            self.failures.append(f"crashed: {type(exc).__name__}: {exc}")
+            report["failures"] = list(self.failures)
+            raise BenchmarkFailed(report) from exc
+
+    def finish(self, report):
+        """Record the failures in ``report``; raise if there are any."""
+        report["failures"] = list(self.failures)
+        if self.failures:
+            raise BenchmarkFailed(report)
+        return report
+
+
+def log_tail(zope, chars=600):
+    return zope.log()[-chars:]
+
+
+def machine():
+    """The machine and the versions of what serves the requests."""
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count()}
+    try:
+        cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
+        info["cpu"] = re.search(r"model name\s*:\s*(.*)", cpuinfo).group(1)
+        meminfo = pathlib.Path("/proc/meminfo").read_text()
+        info["memory_gib"] = round(
+            int(re.search(r"MemTotal:\s*(\d+)", meminfo).group(1)) / 2**20, 1)
+    except (OSError, AttributeError):
+        pass
+    from importlib.metadata import version
+    for package in ("Zope", "waitress"):
+        info[package] = version(package)
+    return info
+
+
+def _git(*args):
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
+                          check=True).stdout
+
+
+def commit():
+    """The code a run measures: ``sha`` (``git rev-parse HEAD``), ``dirty``
+    (tracked changes or untracked, not ignored, files), the changed paths,
+    and a digest of the changes against HEAD (``git diff HEAD``) so two
+    runs on the same dirty tree can be told apart from runs on different
+    ones. ``sha`` is None outside a git checkout."""
+    try:
+        sha = _git("rev-parse", "HEAD").decode().strip()
+        status = _git("status", "--porcelain").decode().splitlines()
+        diff = _git("diff", "HEAD", "--binary")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return {"sha": None, "dirty": None, "error": str(exc)}
+    state = {"sha": sha, "dirty": bool(status)}
+    if status:
+        state["changes"] = status
+        state["diff_sha256"] = hashlib.sha256(diff).hexdigest()
+    return state
+
+
+def command_line(run, summary, json_path=None, **parameters):
+    """Run a benchmark from its command line: print ``summary(report)``,
+    write the report to ``json_path`` (failed or not), and exit with
+    status 1 naming the failures when the run failed."""
+    try:
+        report, failed = run(**parameters), None
+    except BenchmarkFailed as exc:
+        report, failed = exc.report, exc
+    try:
+        print(summary(report))
+    except (KeyError, TypeError, ValueError):
+        # A failed run may lack figures the summary prints.
+        print("(the figures are incomplete)")
+    if json_path:
+        pathlib.Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+    if failed is not None:
+        sys.exit("FAILED:\n  " + "\n  ".join(report["failures"]))
+    return report
