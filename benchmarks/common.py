@@ -118,16 +118,27 @@ def _git(*args):
                           check=True).stdout
 
 
-def commit():
+def commit(exclude=()):
     """The code a run measures: ``sha`` (``git rev-parse HEAD``), ``dirty``
-    (tracked changes or untracked, not ignored, files), the changed paths,
-    and a digest of the changes against HEAD (``git diff HEAD``) so two
-    runs on the same dirty tree can be told apart from runs on different
-    ones. ``sha`` is None outside a git checkout."""
+    (tracked changes or untracked, not ignored, files), the changed paths
+    (``git status --porcelain``) and a digest of the changes against HEAD
+    (``git diff HEAD``), so two runs on the same dirty tree can be told
+    apart from runs on different ones (untracked files are named, not
+    digested). ``exclude``: paths that do not count (the run's own output
+    files). ``sha`` is None outside a git checkout."""
+    root = ROOT.resolve()
+    excluded = []
+    for path in exclude:
+        path = pathlib.Path(path).resolve()
+        if path.is_relative_to(root):
+            excluded.append(path.relative_to(root).as_posix())
     try:
         sha = _git("rev-parse", "HEAD").decode().strip()
-        status = _git("status", "--porcelain").decode().splitlines()
-        diff = _git("diff", "HEAD", "--binary")
+        status = [line for line in _git(
+            "status", "--porcelain", "--no-renames").decode().splitlines()
+            if line[3:].strip('"') not in excluded]
+        diff = _git("diff", "HEAD", "--binary", "--", ".",
+                    *(f":(exclude){path}" for path in excluded))
     except (OSError, subprocess.CalledProcessError) as exc:
         return {"sha": None, "dirty": None, "error": str(exc)}
     state = {"sha": sha, "dirty": bool(status)}

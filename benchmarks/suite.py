@@ -10,9 +10,18 @@ real waitress (``runwsgi``), and a closed-loop asyncio load generator whose
 own ceiling is measured against a trivial server. Each measurement gets a
 fresh instance (the quick run reuses one per configuration).
 
+The full run then runs the other benchmarks whose figures the README
+publishes, with the README's parameters (``slow_requests.py``: 20
+requests, 1 s, threads = 2; ``stream_memory.py --mib 1024``;
+``executors.py``), and stores their figures in the report under their
+names; ``--quick`` runs them with the small parameters of CI's smoke runs.
+
 Writes a table to stdout, and ``benchmark.json`` (every figure, the
-machine) and ``benchmark.png`` (throughput and plain-page p99 against C) to
-``--out`` (default ``var/benchmark``).
+machine, the commit measured) and ``benchmark.png`` (throughput and
+plain-page p99 against C) to ``--out`` (default ``var/benchmark``). When one
+of the other benchmarks fails (a wrong answer, an instance that died), the
+files are still written, with the reasons under "failures", and the suite
+exits with status 1.
 """
 
 import argparse
@@ -21,7 +30,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import platform
 import re
 import subprocess
 import sys
@@ -34,7 +42,11 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "tests")]
 
+import common  # noqa: E402
+import executors  # noqa: E402
 import loadgen  # noqa: E402
+import slow_requests  # noqa: E402
+import stream_memory  # noqa: E402
 from zopeinstance import ZopeInstance, subprocess_env  # noqa: E402
 
 
@@ -68,6 +80,16 @@ CONFIGS = (
 FUTURES_CONFIG = {"max_workers": "512", "asyncio_max_concurrency": "2000",
                   "timeout": "60"}
 SERVER_EXTRA = "connection_limit = 4000\nbacklog = 4096"
+
+#: The other benchmarks whose figures the README publishes: report key ->
+#: (module with run(), the full run's parameters (the README's), --quick's
+#: (CI's smoke runs)).
+OTHERS = {
+    "slow_requests": (slow_requests, dict(n=20, delay=1.0, threads=2),
+                      dict(n=4, delay=0.2)),
+    "stream_memory": (stream_memory, dict(mib=1024), dict(mib=64)),
+    "executors": (executors, dict(), dict(n=100, delay=0.2)),
+}
 
 
 # measurement helpers
@@ -182,7 +204,7 @@ class Suite:
         self.tmp = pathlib.Path(tmp)
         self.upstream = upstream
         self.instances = 0
-        self.report = {"machine": machine(), "settings": {
+        self.report = {"machine": common.machine(), "settings": {
             "latency_s": args.latency, "duration_s": args.duration,
             "concurrency": args.concurrency, "futures_config": FUTURES_CONFIG,
             "waitress": SERVER_EXTRA.replace("\n", "; "),
@@ -341,29 +363,33 @@ class Suite:
         ratios["two-pass cost (CPU ratio)"] = round(per_twice / per_once, 2)
 
 
+def run_others(report, quick):
+    """Run OTHERS, each on fresh instances of its own; store each one's
+    report under its key, and the reasons of those that failed in
+    ``report["failures"]``."""
+    for key, (module, full, small) in OTHERS.items():
+        parameters = small if quick else full
+        print(f"  {key}: {parameters}", flush=True)
+        started = time.monotonic()
+        try:
+            figures = module.run(**parameters)
+        except common.BenchmarkFailed as exc:
+            figures = exc.report
+            report["failures"] += [f"{key}: {reason}" for reason in figures["failures"]]
+        figures["run_seconds"] = round(time.monotonic() - started, 1)
+        report[key] = figures
+        try:
+            print(module.summary(figures), flush=True)
+        except (KeyError, TypeError, ValueError):
+            print(f"  {key} FAILED: {figures['failures']}", flush=True)
+
+
 def fmt_ms(figures, prefix):
     value = figures[f"{prefix}_ms"]
     if value is None:
         return "-"
     text = f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
     return ("≥" if figures[f"{prefix}_censored"] else "") + text
-
-
-def machine():
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count()}
-    try:
-        cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
-        info["cpu"] = re.search(r"model name\s*:\s*(.*)", cpuinfo).group(1)
-        meminfo = pathlib.Path("/proc/meminfo").read_text()
-        info["memory_gib"] = round(
-            int(re.search(r"MemTotal:\s*(\d+)", meminfo).group(1)) / 2**20, 1)
-    except (OSError, AttributeError):
-        pass
-    from importlib.metadata import version
-    for package in ("Zope", "waitress"):
-        info[package] = version(package)
-    return info
 
 
 def table(report):
@@ -439,6 +465,11 @@ def main(argv=None):
         args.concurrency, args.full_extra = [1, 16, 64, 256], [512]
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    outputs = [out / name for name in ("benchmark.json", "benchmark.txt",
+                                       "benchmark.png")]
+    # The code measured: the tree as the run starts (its own output files
+    # aside), checked again at the end.
+    measured = common.commit(exclude=outputs)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp, Upstream() as upstream:
         suite = Suite(args, tmp, upstream)
@@ -449,6 +480,16 @@ def main(argv=None):
             suite.run_config(config)
         suite.ratios()
     report = suite.report
+    report["commit"] = measured
+    report["failures"] = []
+    print("the other benchmarks the README quotes", flush=True)
+    run_others(report, args.quick)
+    at_end = common.commit(exclude=outputs)
+    if at_end != measured:
+        measured["changed_during_run"] = True
+        measured["at_end"] = at_end
+        print("WARNING: the tree changed during the run: the figures may "
+              "describe more than one version of the code", flush=True)
     report["suite_seconds"] = round(time.monotonic() - started, 1)
     text = table(report)
     print()
@@ -458,6 +499,8 @@ def main(argv=None):
     plot(report, out / "benchmark.png")
     print(f"\nwrote {out / 'benchmark.json'}, {out / 'benchmark.png'} "
           f"in {report['suite_seconds']} s")
+    if report["failures"]:
+        sys.exit("FAILED:\n  " + "\n  ".join(report["failures"]))
     return report
 
 
