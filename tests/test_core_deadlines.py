@@ -8,6 +8,7 @@ import time
 
 from collective.futures.core.deadlines import Deadlines
 
+from conftest import wait_for
 from fakes import FakeClock, manual_deadlines
 
 
@@ -75,20 +76,46 @@ def test_a_stopped_deadlines_starts_no_thread():
     assert "collective.futures-deadlines-manual" not in names
 
 
-def test_the_thread_fires_in_order_and_skips_cancelled():
-    # One real thread, real time: the callbacks are due at once, so this
-    # waits only for the thread to run them.
-    deadlines = Deadlines(name="collective.futures-deadlines-test")
+def test_deadlines_fire_in_order_and_can_be_cancelled():
+    # The one test of the thread itself: real time, bounded waits.
+    deadlines = Deadlines()
     try:
         fired = []
         done = threading.Event()
         now = time.monotonic()
-        deadlines.call_at(now + 0.02, lambda: (fired.append("b"), done.set()))
-        cancelled = deadlines.call_at(now + 0.01, lambda: fired.append("x"))
-        deadlines.call_at(now, lambda: fired.append(
-            threading.current_thread().name))
+        deadlines.call_at(now + 0.10, lambda: (fired.append("b"), done.set()))
+        cancelled = deadlines.call_at(now + 0.05, lambda: fired.append("x"))
+        deadlines.call_at(now + 0.02, lambda: fired.append(
+            ("a", threading.current_thread().name)))
         cancelled.cancel()
         assert done.wait(5)
-        assert fired == ["collective.futures-deadlines-test", "b"]
+        assert fired == [("a", "collective.futures-deadlines"), "b"]
     finally:
         deadlines.stop()
+
+
+def test_deadline_callback_failure_is_logged(caplog):
+    clock = [0.0]
+    deadlines = Deadlines(clock=lambda: clock[0])
+    try:
+        deadlines.call_at(1.0, lambda: 1 / 0)
+        clock[0] = 2.0
+        deadlines.run_due()
+        assert "deadline callback" in caplog.text
+    finally:
+        deadlines.stop()
+
+
+def test_stop_ends_the_thread():
+    deadlines = Deadlines(name="collective.futures-deadlines-stop-test")
+    ran = threading.Event()
+    deadlines.call_later(0, ran.set)
+    assert ran.wait(5)
+
+    def alive():
+        return [t for t in threading.enumerate()
+                if t.name == "collective.futures-deadlines-stop-test"]
+
+    assert alive()
+    deadlines.stop()
+    wait_for(lambda: not alive(), timeout=5, message="the deadline thread to end")

@@ -1,48 +1,23 @@
-"""Rounds and the side pool: outcomes, deadlines, cancellation, threads."""
+"""core/round.py: a pass's promises run concurrently with one deadline;
+outcomes, deadlines, cancellation, refusal, lock discipline."""
 
 import concurrent.futures
 import threading
 import time
 
 import pytest
+from zope.interface.verify import verifyObject
 
 from collective.futures.exceptions import FutureCancelledError, FutureTimeoutError
+from collective.futures.core.metrics import Metrics
 from collective.futures.core.promise import Promise
 from collective.futures.core.round import Round
+from collective.futures.interfaces import IDetachedJob
 from collective.futures.zope.sandbox import run as run_promise
 from collective.futures.core.deadlines import Deadlines
 from collective.futures.executors.threads import ThreadExecutor
 
-
-class ManualExecutor(concurrent.futures.Executor):
-    """Futures that the test settles by hand."""
-
-    def __init__(self):
-        self.calls = []
-
-    def submit(self, fn, /, *args, **kwargs):
-        future = concurrent.futures.Future()
-        self.calls.append((future, fn, args))
-        return future
-
-    def run(self, index):
-        future, fn, args = self.calls[index]
-        future.set_running_or_notify_cancel()
-        try:
-            future.set_result(fn(*args))
-        except Exception as exc:
-            future.set_exception(exc)
-
-
-class ManualSchedule:
-    def __init__(self):
-        self.entries = []
-
-    def __call__(self, when, callback):
-        handle = type("Handle", (), {"cancelled": False})()
-        handle.cancel = lambda: setattr(handle, "cancelled", True)
-        self.entries.append((when, callback, handle))
-        return handle
+from fakes import ManualExecutor, ManualSchedule, bounded
 
 
 def promises(**fns):
@@ -56,6 +31,11 @@ def submitter(executor):
 def make_round(executor, schedule, on_done, interrupt=None, **fns):
     return Round(promises(**fns), submitter(executor), schedule, deadline=10.0,
                  timeout=10.0, on_done=on_done, interrupt=interrupt)
+
+
+def test_a_round_is_a_detached_job():
+    round_ = make_round(ManualExecutor(), ManualSchedule(), None, a=lambda: 1)
+    assert verifyObject(IDetachedJob, round_)
 
 
 def test_outcomes_delivered_once_when_all_settle():
@@ -151,103 +131,157 @@ def test_failing_promise_is_logged_once_where_it_ran(caplog):
         pool.shutdown()
 
 
-def test_side_pool_runs_concurrently_with_named_daemon_threads():
-    pool = ThreadExecutor(4)
-    try:
-        # The barrier opens only when 4 calls wait at it at the same time:
-        # with fewer threads it breaks (BrokenBarrierError after 5 s).
-        barrier = threading.Barrier(4, timeout=5)
-        met = []  # (name, alive, daemon, threads of the pool) at the barrier
+# refusal (a graceful shutdown)
 
-        def meet():
-            me = threading.current_thread()
-            met.append((me.name, me.is_alive(), me.daemon))
-            barrier.wait()
-            return pool.threads
-
-        seen = [f.result(5) for f in [pool.submit(meet) for _ in range(4)]]
-        names = sorted(name for name, _, _ in met)
-        assert names == [f"collective.futures-worker-{n}" for n in (1, 2, 3, 4)]
-        assert all(alive and daemon for _, alive, daemon in met)
-        # Every call saw the 4 workers alive together, and no fifth.
-        assert seen == [4] * 4
-    finally:
-        pool.shutdown()
+def test_refuse_sets_the_refusal_and_ends_the_round():
+    executor, schedule, done = ManualExecutor(), ManualSchedule(), []
+    round_ = make_round(executor, schedule, done.append,
+                        a=lambda: 1, b=lambda: 2).start()
+    executor.run(0)
+    round_.refuse("the server is shutting down")
+    assert round_.refusal == "the server is shutting down"
+    assert round_.done and len(done) == 1
+    assert done[0]["a"].value == 1  # what finished is kept
+    assert isinstance(done[0]["b"].error, FutureCancelledError)
+    assert "shutting down" in str(done[0]["b"].error)
+    assert executor.calls[1][0].cancelled()
+    assert schedule.entries[0][2].cancelled  # the deadline is disarmed
+    round_.refuse("again")
+    assert round_.refusal == "the server is shutting down" and len(done) == 1
 
 
-def test_side_pool_is_bounded_and_queued_work_can_be_cancelled():
-    pool = ThreadExecutor(1)
-    try:
-        release = threading.Event()
-        running = pool.submit(release.wait, 5)
-        queued = pool.submit(lambda: "never")
-        time.sleep(0.05)
-        assert pool.threads == 1 and pool.queued == 1
-        assert queued.cancel()
-        release.set()
-        assert running.result(5) is True
-    finally:
-        pool.shutdown()
+def test_refuse_after_the_end_is_a_no_op():
+    executor, schedule, done = ManualExecutor(), ManualSchedule(), []
+    round_ = make_round(executor, schedule, done.append, a=lambda: 1).start()
+    executor.run(0)
+    round_.refuse("the server is shutting down")
+    # The round was over: its pass renders, not a 503.
+    assert round_.refusal is None
+    assert len(done) == 1 and done[0]["a"].value == 1
+    round_.cancel("late hang-up")
+    round_.expire()
+    assert len(done) == 1 and done[0]["a"].value == 1
 
 
-def test_side_pool_survives_base_exceptions():
-    pool = ThreadExecutor(1)
-    try:
-        def exit_():
-            raise SystemExit("promise called sys.exit")
-
-        with pytest.raises(SystemExit):
-            pool.submit(exit_).result(5)
-        assert pool.submit(lambda: "still alive").result(5) == "still alive"
-        assert pool.threads == 1
-    finally:
-        pool.shutdown()
+def test_an_empty_round_ends_at_start():
+    done = []
+    round_ = make_round(ManualExecutor(), ManualSchedule(), done.append).start()
+    assert round_.done and done == [{}]
 
 
-def test_side_pool_idle_threads_retire():
-    pool = ThreadExecutor(2, idle_seconds=0.05)
-    try:
-        pool.submit(lambda: None).result(5)
-        deadline = time.monotonic() + 5
-        while pool.threads and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert pool.threads == 0
-        assert pool.submit(lambda: 7).result(5) == 7
-    finally:
-        pool.shutdown()
+# lock discipline: callbacks and cancellations run outside the round's lock
+
+def test_a_cancel_callback_that_re_enters_the_round_does_not_deadlock():
+    executor, schedule, done = ManualExecutor(), ManualSchedule(), []
+    round_ = make_round(executor, schedule, done.append,
+                        a=lambda: 1, b=lambda: 2).start()
+    seen = []
+
+    def re_enter(future):
+        # Runs inside future.cancel(): refuse() takes the round's lock.
+        round_.refuse("re-entered")
+        seen.append(future.cancelled())
+
+    executor.calls[0][0].add_done_callback(re_enter)
+    bounded(lambda: round_.cancel("the client disconnected"))
+    assert seen == [True]
+    assert len(done) == 1
+    # The round ends when its completion runs, after the cancellations: a
+    # refusal that comes first is what the completion sees (a 503 rather
+    # than a render; either is a right answer to a race).
+    assert round_.refusal == "re-entered"
 
 
-def test_side_pool_after_shutdown():
-    pool = ThreadExecutor(1)
-    pool.shutdown()
-    pool.shutdown()  # idempotent
-    with pytest.raises(RuntimeError, match="after shutdown"):
-        pool.submit(lambda: None)
+def test_on_done_that_re_enters_the_round_does_not_deadlock():
+    executor, schedule = ManualExecutor(), ManualSchedule()
+    seen = []
+
+    def on_done(outcomes):
+        round_.cancel("again")
+        round_.refuse("again")
+        seen.append(sorted(outcomes))
+
+    round_ = make_round(executor, schedule, on_done, a=lambda: 1)
+    round_.start()
+    bounded(lambda: executor.run(0))
+    assert seen == [["a"]]
 
 
-def test_deadlines_fire_in_order_and_can_be_cancelled():
-    deadlines = Deadlines()
-    try:
-        fired = []
-        done = threading.Event()
-        now = time.monotonic()
-        deadlines.call_at(now + 0.10, lambda: (fired.append("b"), done.set()))
-        cancelled = deadlines.call_at(now + 0.05, lambda: fired.append("x"))
-        deadlines.call_at(now + 0.02, lambda: fired.append("a"))
-        cancelled.cancel()
-        assert done.wait(5)
-        assert fired == ["a", "b"]
-    finally:
-        deadlines.stop()
+def test_an_interrupt_that_re_enters_the_round_does_not_deadlock():
+    executor, schedule, done = ManualExecutor(), ManualSchedule(), []
+
+    def interrupt(promise, future):
+        round_.expire()  # takes the round's lock
+        return True
+
+    round_ = make_round(executor, schedule, done.append, interrupt=interrupt,
+                        a=lambda: 1).start()
+    executor.calls[0][0].set_running_or_notify_cancel()
+    bounded(round_.expire)
+    assert round_.interrupted == 1 and round_.abandoned == 0 and len(done) == 1
 
 
-def test_deadline_callback_failure_is_logged(caplog):
-    clock = [0.0]
-    deadlines = Deadlines(clock=lambda: clock[0])
-    try:
-        deadlines.call_at(1.0, lambda: 1 / 0)
-        clock[0] = 2.0
-        deadlines.run_due()
-        assert "deadline callback" in caplog.text
-    finally:
-        deadlines.stop()
+# what is stopped when a round ends early
+
+def test_running_work_is_interrupted_where_the_executor_can():
+    executor, schedule, done = ManualExecutor(), ManualSchedule(), []
+    asked = []
+    metrics = Metrics()
+    round_ = Round(promises(a=lambda: 1, b=lambda: 2), submitter(executor),
+                   schedule, deadline=10.0, timeout=10.0, on_done=done.append,
+                   interrupt=lambda p, f: asked.append(p.key) or p.key == "a",
+                   metrics=metrics).start()
+    for future, _, _ in executor.calls:
+        future.set_running_or_notify_cancel()
+    round_.expire()
+    assert sorted(asked) == ["a", "b"]
+    assert (round_.interrupted, round_.abandoned) == (1, 1)
+    assert (metrics.interrupted, metrics.abandoned) == (1, 1)
+    assert metrics.submitted["threads"] == 2
+    assert metrics.outcomes["threads", "timed_out"] == 2
+
+
+def test_a_shared_promise_is_not_cancelled_when_its_round_ends():
+    executor, schedule, done = ManualExecutor(), ManualSchedule(), []
+    shared = {"s": Promise("s", lambda: 1, shared=True)}
+    round_ = Round(shared, submitter(executor), schedule, deadline=10.0,
+                   timeout=10.0, on_done=done.append).start()
+    round_.cancel("the client disconnected")
+    # Other requests may be waiting on the same execution.
+    assert not executor.calls[0][0].cancelled()
+    assert isinstance(done[0]["s"].error, FutureCancelledError)
+    assert round_.abandoned == 0
+
+
+def test_a_round_that_ends_while_submitting_drops_the_rest():
+    executor, schedule, done = ManualExecutor(), ManualSchedule(), []
+    submitted = []
+
+    def submit(promise):
+        future = executor.submit(run_promise, promise)
+        submitted.append(future)
+        if promise.key == "b":
+            round_.cancel("the client disconnected")  # a hang-up meanwhile
+        return future
+
+    round_ = Round(promises(a=lambda: 1, b=lambda: 2, c=lambda: 3), submit,
+                   schedule, deadline=10.0, timeout=10.0, on_done=done.append)
+    round_.start()
+    assert len(done) == 1
+    assert all(f.cancelled() for f in submitted)
+    assert sorted(done[0]) == ["a", "b", "c"]
+    assert all(isinstance(o.error, FutureCancelledError) for o in done[0].values())
+
+
+def test_outcomes_are_stamped_with_executor_and_time():
+    clock = [5.0]
+    executor, done = ManualExecutor(), []
+    round_ = Round(promises(a=lambda: 1), submitter(executor), ManualSchedule(),
+                   deadline=10.0, timeout=10.0, on_done=done.append,
+                   clock=lambda: clock[0]).start()
+    clock[0] = 6.5
+    executor.run(0)
+    outcome = done[0]["a"]
+    assert (outcome.executor, outcome.seconds, outcome.kind) == (
+        "threads", 1.5, "completed")
+    assert round_.wait(0) is True

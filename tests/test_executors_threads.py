@@ -1,0 +1,268 @@
+"""executors/threads.py (and the BoundedPool of executors/base.py it is):
+named daemon threads on demand up to a bound, a queue with its own bound,
+idle threads retired, a bounded shutdown. Real threads: every wait is
+bounded (an Event, a future's result, wait_for), none is a bare sleep."""
+
+import threading
+import time
+
+import pytest
+from zope.interface.verify import verifyObject
+
+from collective import futures
+from collective.futures.executors.base import BoundedPool
+from collective.futures.executors.threads import ThreadExecutor
+from collective.futures.interfaces import IBoundedExecutor
+
+from conftest import wait_for
+
+
+@pytest.fixture
+def make_pool():
+    made = []
+
+    def make(*args, **kwargs):
+        pool = ThreadExecutor(*args, **kwargs)
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        pool.shutdown()
+
+
+class IBoundedExecutorKeywordOnly(IBoundedExecutor):
+    """IBoundedExecutor with ``shutdown``'s ``cancel_futures`` keyword-only,
+    as in concurrent.futures.Executor and every implementation."""
+
+    def shutdown(wait=True, *, cancel_futures=False):
+        """See IBoundedExecutor."""
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "interfaces.py:164 declares IBoundedExecutor.shutdown(wait=True, "
+    "cancel_futures=False); BoundedPool.shutdown (executors/base.py:126) "
+    "and AsyncioExecutor.shutdown (executors/asyncio.py:142) make "
+    "cancel_futures keyword-only, as concurrent.futures does, so "
+    "verifyObject fails: 'doesn't allow enough arguments'"))
+def test_the_thread_executor_provides_its_interface():
+    assert verifyObject(IBoundedExecutor, ThreadExecutor(1))
+
+
+def test_the_thread_executor_provides_its_interface_but_shutdowns_signature():
+    pool = ThreadExecutor(1)
+    assert IBoundedExecutor.providedBy(pool)
+    assert verifyObject(IBoundedExecutorKeywordOnly, pool, tentative=True)
+    assert (pool.runs_in, pool.capacity, pool.max_queue) == ("threads", 1, None)
+
+
+def test_side_pool_runs_concurrently_with_named_daemon_threads():
+    pool = ThreadExecutor(4)
+    try:
+        # The barrier opens only when 4 calls wait at it at the same time:
+        # with fewer threads it breaks (BrokenBarrierError after 5 s).
+        barrier = threading.Barrier(4, timeout=5)
+        met = []  # (name, alive, daemon, threads of the pool) at the barrier
+
+        def meet():
+            me = threading.current_thread()
+            met.append((me.name, me.is_alive(), me.daemon))
+            barrier.wait()
+            return pool.threads
+
+        seen = [f.result(5) for f in [pool.submit(meet) for _ in range(4)]]
+        names = sorted(name for name, _, _ in met)
+        assert names == [f"collective.futures-worker-{n}" for n in (1, 2, 3, 4)]
+        assert all(alive and daemon for _, alive, daemon in met)
+        # Every call saw the 4 workers alive together, and no fifth.
+        assert seen == [4] * 4
+    finally:
+        pool.shutdown()
+
+
+def test_side_pool_is_bounded_and_queued_work_can_be_cancelled():
+    pool = ThreadExecutor(1)
+    try:
+        release = threading.Event()
+        running = pool.submit(release.wait, 5)
+        queued = pool.submit(lambda: "never")
+        wait_for(lambda: pool.queued == 1, message="the first call to be taken")
+        assert pool.threads == 1 and pool.queued == 1
+        assert queued.cancel()
+        release.set()
+        assert running.result(5) is True
+    finally:
+        pool.shutdown()
+
+
+def test_side_pool_survives_base_exceptions():
+    pool = ThreadExecutor(1)
+    try:
+        def exit_():
+            raise SystemExit("promise called sys.exit")
+
+        with pytest.raises(SystemExit):
+            pool.submit(exit_).result(5)
+        assert pool.submit(lambda: "still alive").result(5) == "still alive"
+        assert pool.threads == 1
+    finally:
+        pool.shutdown()
+
+
+def test_side_pool_idle_threads_retire():
+    pool = ThreadExecutor(2, idle_seconds=0.05)
+    try:
+        pool.submit(lambda: None).result(5)
+        wait_for(lambda: pool.threads == 0, message="the idle thread to retire")
+        assert pool.submit(lambda: 7).result(5) == 7
+    finally:
+        pool.shutdown()
+
+
+def test_side_pool_after_shutdown():
+    pool = ThreadExecutor(1)
+    pool.shutdown()
+    pool.shutdown()  # idempotent
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(lambda: None)
+
+
+def test_a_queue_bound_of_zero_still_uses_idle_capacity():
+    pool = ThreadExecutor(2, max_queue=0)
+    try:
+        assert pool.submit(lambda: 1).result(5) == 1
+        release = threading.Event()
+        held = [pool.submit(release.wait, 5) for _ in range(2)]
+        wait_for(lambda: pool.running == 2 and pool.queued == 0,
+                 message="both calls to be taken")
+        with pytest.raises(futures.ExecutorFullError):
+            pool.submit(lambda: 2)
+        release.set()
+        for future in held:
+            future.result(5)
+    finally:
+        pool.shutdown()
+
+
+def test_workers_start_on_demand_up_to_the_bound_and_the_rest_queue(make_pool):
+    pool = make_pool(2, max_queue=3)
+    assert pool.threads == 0  # nothing started before the first submit
+    release = threading.Event()
+    held = [pool.submit(release.wait, 5)]
+    wait_for(lambda: pool.queued == 0, message="the first call to be taken")
+    held.append(pool.submit(release.wait, 5))
+    wait_for(lambda: pool.queued == 0, message="the second call to be taken")
+    held.extend(pool.submit(release.wait, 5) for _ in range(3))
+    assert (pool.threads, pool.running, pool.queued) == (2, 2, 3)
+    with pytest.raises(futures.ExecutorFullError,
+                       match=r"3 promises already wait .*\(max_queue\)"):
+        pool.submit(lambda: None)
+    release.set()
+    assert [f.result(5) for f in held] == [True] * 5
+    assert pool.threads == 2  # never more than max_workers
+
+
+class ColdPool(BoundedPool):
+    """A BoundedPool whose workers never take anything: the state right
+    after submit() started a worker, before that thread took its item."""
+
+    def _start_worker(self, number):
+        return object(), "a worker that has not taken its item yet"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "executors/base.py:86 counts a worker started for a queued item, but "
+    "that has not taken it yet, as busy with other work (spare = idle + "
+    "max_workers - workers), so the item counts as waiting beyond "
+    "capacity: with max_queue=0 (the stream pool) a second submit right "
+    "after a first one to a cold pool is refused although a worker slot is "
+    "free (50 of 50 bursts of 2 refused on ThreadExecutor(2, max_queue=0))"))
+def test_a_burst_within_capacity_is_accepted():
+    pool = ColdPool(2, "cold", max_queue=0)
+    pool.submit(lambda: 1)
+    pool.submit(lambda: 2)  # capacity 2: this one must not wait, nor fail
+    assert pool.threads == 2
+
+
+def test_a_cold_pool_refuses_past_capacity_plus_queue():
+    # The positive control of the test above: past the bound it refuses.
+    # (Whether the 2nd or the 3rd call is refused depends on the bug above.)
+    pool = ColdPool(1, "cold", max_queue=1)
+    accepted = []
+    with pytest.raises(futures.ExecutorFullError):
+        for n in range(3):
+            accepted.append(pool.submit(lambda: n))
+    assert 1 <= len(accepted) <= 2 and pool.threads == 1
+
+
+def test_an_idle_worker_takes_new_work_before_another_starts(make_pool):
+    pool = make_pool(4)
+    for _ in range(3):
+        assert pool.submit(threading.current_thread).result(5).name == (
+            "collective.futures-worker-1")
+        wait_for(lambda: pool.running == 0, message="the worker to be idle")
+    assert pool.threads == 1
+
+
+def started_and_held(pool):
+    """Submit a call that holds its worker; return (future, release) once
+    the call runs."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold():
+        started.set()
+        return release.wait(5)
+
+    future = pool.submit(hold)
+    assert started.wait(5)
+    return future, release
+
+
+def test_shutdown_can_cancel_queued_work(make_pool):
+    pool = make_pool(1)
+    running, release = started_and_held(pool)
+    queued = pool.submit(lambda: "never")
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert queued.cancelled()
+    release.set()
+    assert running.result(5) is True  # what ran finishes
+    wait_for(lambda: pool.threads == 0, message="the worker to stop")
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(lambda: None)
+
+
+def test_shutdown_waits_for_running_work(make_pool):
+    pool = make_pool(1)
+    running, release = started_and_held(pool)
+    threading.Timer(0.01, release.set).start()
+    pool.shutdown(wait=True)
+    assert running.done() and pool.threads == 0
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "executors/base.py BoundedPool._take (line 112: 'if self._queue and "
+    "not self._shutdown') retires a worker at shutdown even when work is "
+    "queued, so shutdown(cancel_futures=False) leaves queued futures "
+    "pending for ever: neither run (as concurrent.futures does) nor "
+    "cancelled. The runtime always passes cancel_futures=True."))
+def test_shutdown_without_cancel_settles_queued_work(make_pool):
+    pool = make_pool(1)
+    running, release = started_and_held(pool)
+    queued = pool.submit(lambda: "ran")
+    pool.shutdown(wait=False)
+    release.set()
+    assert running.result(5) is True
+    wait_for(lambda: pool.threads == 0, message="the worker to stop")
+    assert queued.done()
+
+
+def test_threads_cannot_be_interrupted(make_pool):
+    pool = make_pool(1)
+    future = pool.submit(lambda: 1)
+    assert pool.interrupt(future) is False
+    assert future.result(5) == 1
+
+
+def test_a_bad_bound():
+    with pytest.raises(ValueError, match="max_workers must be 1 or more"):
+        ThreadExecutor(0)
