@@ -204,6 +204,8 @@ class Suite:
         self.tmp = pathlib.Path(tmp)
         self.upstream = upstream
         self.instances = 0
+        #: what went wrong in a measurement (see check()): report["failures"]
+        self.failures = []
         self.report = {"machine": common.machine(), "settings": {
             "latency_s": args.latency, "duration_s": args.duration,
             "concurrency": args.concurrency, "futures_config": FUTURES_CONFIG,
@@ -251,7 +253,28 @@ class Suite:
         figures.update(describe(samples, "slow"))
         figures.update(describe(probes, "plain"))
         figures.update(describe(unloaded, "plain_unloaded"))
+        self.check(zope, f"{config.name}, C = {concurrency}, L = {latency:g} s",
+                   samples, probes + unloaded)
         return figures
+
+    def check(self, zope, what, samples, probes=()):
+        """A measurement whose instance died, or whose requests failed (a
+        status other than 200, a refused or broken connection), measured a
+        failure: record it (the suite then exits with status 1). Requests
+        still waiting at the end (censored) are not failures."""
+        failed = [s.status for s in samples if not s.censored and s.status != 200]
+        if failed:
+            self.failures.append(f"{what}: {len(failed)} of {len(samples)} requests "
+                                 f"failed (statuses {sorted(set(failed))}; 0: no "
+                                 f"response)")
+        failed = [s.status for s in probes if not s.censored and s.status != 200]
+        if failed:
+            self.failures.append(f"{what}: {len(failed)} of {len(probes)} plain-page "
+                                 f"probes failed (statuses {sorted(set(failed))})")
+        code = zope.process.poll()
+        if code is not None:
+            self.failures.append(f"{what}: the Zope instance died (exit code {code}); "
+                                 f"its log ends: {common.log_tail(zope)!r}")
 
     def run_config(self, config):
         args = self.args
@@ -320,6 +343,7 @@ class Suite:
                     samples, _, started, end = load(
                         zope, "/@@bench-plain", 16, self.args.duration / 2, probe=None)
                     rates[config.name].append(throughput(samples, started, end, 0.3))
+                    self.check(zope, f"plain page, C = 16: {config.name}", samples)
         finally:
             for zope in zopes:
                 zope.stop()
@@ -481,7 +505,7 @@ def main(argv=None):
         suite.ratios()
     report = suite.report
     report["commit"] = measured
-    report["failures"] = []
+    report["failures"] = list(suite.failures)
     print("the other benchmarks the README quotes", flush=True)
     run_others(report, args.quick)
     at_end = common.commit(exclude=outputs)
