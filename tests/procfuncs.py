@@ -16,6 +16,13 @@ def pid_after(delay):
     return os.getpid()
 
 
+def touch_then_sleep(path, delay):
+    """Say "started" (by creating ``path``), then take ``delay`` seconds."""
+    open(path, "w").close()
+    time.sleep(delay)
+    return os.getpid()
+
+
 def die(how):
     if how == "exit":
         os._exit(3)

@@ -1,8 +1,13 @@
 """The futures API against a fake request: 0.9 semantics and bad input."""
 
+import threading
+
 import pytest
 
+import procfuncs
+
 from collective import futures
+from collective.futures.api import make_promise
 from collective.futures.core.promise import Outcome
 from collective.futures.interfaces import STATE_KEY
 
@@ -145,3 +150,34 @@ def test_exception_family():
     assert issubclass(futures.FutureTimeoutError, concurrent.futures.TimeoutError)
     assert issubclass(futures.FutureCancelledError,
                       concurrent.futures.CancelledError)
+
+
+# make_promise: the routing and the checks
+
+async def afn():
+    return 1
+
+
+def test_make_promise_routes_and_checks():
+    assert make_promise("submit", "k", fn, (), {}).executor == "threads"
+    assert make_promise("submit", "k", afn, (), {}).executor == "asyncio"
+    options = futures.promise(procfuncs.square, executor="processes",
+                              shared=True, ttl=3)
+    promise = make_promise("submit", "k", options, (2,), {})
+    assert (promise.fn, promise.executor, promise.shared, promise.ttl) == (
+        procfuncs.square, "processes", True, 3.0)
+    with pytest.raises(ValueError, match="unknown executor 'gpu'"):
+        make_promise("submit", "k", futures.promise(fn, executor="gpu"), (), {})
+    with pytest.raises(TypeError, match="async function: run it on the asyncio"):
+        make_promise("submit", "k", futures.promise(afn, executor="threads"), (), {})
+    with pytest.raises(TypeError, match=r"collective.futures.submit\(\): the "
+                                         r"'processes' executor needs fn"):
+        make_promise("submit", "k", futures.promise(lambda: 1, executor="processes"),
+                     (), {})
+
+
+def test_submit_multiprocess_checks_picklability_at_the_call(request_):
+    assert futures.submitMultiprocess("k", procfuncs.square, 3) is True
+    with pytest.raises(TypeError, match="picklable"):
+        futures.submitMultiprocess("j", procfuncs.square, threading.Lock())
+    assert futures.resultOrSubmitMultiprocess("m", "ph", procfuncs.square, 2) == "ph"

@@ -8,6 +8,7 @@ import types
 import pytest
 
 from collective.futures.core.promise import Promise
+from collective.futures.exceptions import ConfigurationError
 from collective.futures.core.runtime import PlainSandbox, Runtime
 from collective.futures.executors.processes import PickledCall
 from collective.futures.executors.threads import ThreadExecutor
@@ -18,6 +19,10 @@ from fakes import FakeClock, ManualExecutor, manual_deadlines
 
 def add(a, b=0):
     return a + b
+
+
+def fn(*args):
+    return args
 
 
 class Gauged:
@@ -222,6 +227,24 @@ def test_the_plain_sandbox_runs_promises_as_they_are():
 
 
 # executors created on first use
+
+def test_a_custom_executor_plugs_in_by_dotted_name():
+    settings = Settings.from_mapping(
+        {"executor.inline": "procfuncs:make_inline_executor"})
+    runtime = Runtime(settings)
+    try:
+        runtime.check_factories()
+        promise = Promise("k", fn, (1,), {}, executor="inline")
+        assert runtime.submit(promise).result(5) == (1,)
+        assert runtime.executor_for("inline").calls == 1
+    finally:
+        runtime.shutdown()
+    with pytest.raises(ConfigurationError, match="cannot import 'nowhere:x'"):
+        Runtime(Settings.from_mapping({"executor.bad": "nowhere:x"})).check_factories()
+    with pytest.raises(ConfigurationError, match="built-in executor"):
+        Settings.from_mapping({"executor.threads": "a:b"})
+
+
 
 def test_executors_are_created_once_on_first_use():
     runtime = runtime_with()

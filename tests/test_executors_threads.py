@@ -4,7 +4,6 @@ idle threads retired, a bounded shutdown. Real threads: every wait is
 bounded (an Event, a future's result, wait_for), none is a bare sleep."""
 
 import threading
-import time
 
 import pytest
 from zope.interface.verify import verifyObject
@@ -15,6 +14,7 @@ from collective.futures.executors.threads import ThreadExecutor
 from collective.futures.interfaces import IBoundedExecutor
 
 from conftest import wait_for
+from fakes import IBoundedExecutorKeywordOnly
 
 
 @pytest.fixture
@@ -29,14 +29,6 @@ def make_pool():
     yield make
     for pool in made:
         pool.shutdown()
-
-
-class IBoundedExecutorKeywordOnly(IBoundedExecutor):
-    """IBoundedExecutor with ``shutdown``'s ``cancel_futures`` keyword-only,
-    as in concurrent.futures.Executor and every implementation."""
-
-    def shutdown(wait=True, *, cancel_futures=False):
-        """See IBoundedExecutor."""
 
 
 @pytest.mark.xfail(strict=True, reason=(
