@@ -44,9 +44,9 @@ class Checks:
         return condition
 
     def alive(self, zope, what, grace=0.0):
-        """The instance is still running, or has exited within ``grace``
-        seconds (a killed process closes its sockets before it can be
-        reaped: a client may see the hang-up first)."""
+        """Expect the instance to be still running. ``grace``: how long to
+        wait for one that may be dying to be reaped (a killed process closes
+        its sockets before it can be: a client may see the hang-up first)."""
         try:
             code = zope.process.wait(grace) if grace else zope.process.poll()
         except subprocess.TimeoutExpired:
