@@ -61,8 +61,8 @@ def resolve(dotted):
 class Runtime:
     """Settings plus the executors that run promises.
 
-    ``executors`` (name -> executor) replaces built-in or configured ones,
-    for embedding and tests; ``sandbox`` runs a promise on a thread of this
+    ``executors`` (name -> executor) replaces built-in or configured ones
+    (``streams``: the stream pool), for embedding and tests; ``sandbox`` runs a promise on a thread of this
     process (``run(promise)``, ``run_async(promise)``).
     """
 
@@ -78,7 +78,7 @@ class Runtime:
         # Guards lazy creation of the executors and of the stream pool.
         self._lock = threading.Lock()
         self._executors = dict(executors or {})
-        self._streams = None
+        self._streams = self._executors.pop("streams", None)
         self.metrics = Metrics()
         #: Set by a graceful shutdown: no new suspensions.
         self.draining = False
@@ -138,8 +138,10 @@ class Runtime:
             bound = getattr(executor, "max_queue", None)
             if bound is None:
                 continue  # unbounded, or a custom executor: its own business
-            free = max(0, getattr(executor, "capacity", 0)
-                       - getattr(executor, "running", 0))
+            capacity = (getattr(executor, "capacity", None)
+                        or getattr(executor, "max_workers", None)
+                        or getattr(executor, "max_concurrency", 0))
+            free = max(0, capacity - getattr(executor, "running", 0))
             if getattr(executor, "queued", 0) + max(0, count - free) > bound:
                 return f"the {name} executor's queue is full (max_queue)"
         return None

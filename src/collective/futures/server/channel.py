@@ -68,15 +68,15 @@ class FuturesChannel(HTTPChannel):
     detached = None
     #: The :class:`Detachment` whose job is over, for the next service().
     _next = None
-    #: The :class:`Detachment` the latest service() took, for its task
+    #: The :class:`Detachment` the running service() took, for its task
     #: (read on that worker thread while the task runs).
     served = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Guards detached and _next: set by the worker that detaches, ended
-        # by the thread that ends the job, read by the main loop (hang-up)
-        # and the shutdown thread (refuse).
+        # Guards detached, _next and served: set by the worker that
+        # detaches, ended by the thread that ends the job, read by the main
+        # loop (hang-up) and the shutdown thread (refuse).
         self._handover = threading.Lock()
 
     # ASYNCHRONOUS METHODS (main loop)
@@ -125,10 +125,7 @@ class FuturesChannel(HTTPChannel):
     def service(self):
         with self._handover:
             served, self._next = self._next, None
-        # For this service()'s task. Not cleared afterwards: a job that ends
-        # inside start() re-queues the channel, and the next service() may
-        # set its own before this one has returned.
-        self.served = served
+            self.served = served  # for this service()'s task
         try:
             super().service()
         except SuspendRequest as suspension:
@@ -136,6 +133,13 @@ class FuturesChannel(HTTPChannel):
         except StreamHandoff as handoff:
             self._stream(handoff.task, handoff.stream)
         finally:
+            with self._handover:
+                # Let the results go with the request (a keep-alive
+                # connection must not hold them), unless the next service()
+                # already took its own: a job that ends inside start()
+                # re-queues the channel before this one has returned.
+                if self.served is served:
+                    self.served = None
             if served is not None and served.gated:
                 gate_for(self.server, get_runtime().settings.resume_slots).done()
 
