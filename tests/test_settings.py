@@ -1,7 +1,12 @@
+"""settings.py: one table of options, one Settings object built from it;
+every converter with good and bad values."""
+
+import dataclasses
+
 import pytest
 
 from collective.futures.exceptions import ConfigurationError
-from collective.futures.settings import Settings
+from collective.futures.settings import OPTIONS, Settings
 
 
 def test_defaults():
@@ -33,3 +38,127 @@ def test_bad_value_is_named(key, value):
         Settings.from_mapping({key: value})
     assert repr(key) in str(info.value)
     assert repr(value) in str(info.value)
+
+
+# every option's converter, good values and bad
+
+GOOD = {
+    "max_workers": [("1", 1), ("32", 32), (8, 8)],
+    "max_queue": [("0", 0), ("1000", 1000), (5, 5)],
+    "process_workers": [("1", 1), (4, 4)],
+    "process_max_queue": [("0", 0), ("100", 100)],
+    "process_start_method": [("forkserver", "forkserver"), (" spawn ", "spawn")],
+    "asyncio_max_concurrency": [("1", 1), ("1000", 1000)],
+    "asyncio_max_queue": [("0", 0), ("10000", 10000)],
+    "shared_max_entries": [("1", 1), ("1000", 1000)],
+    "timeout": [("0.5", 0.5), ("30", 30.0), (2, 2.0)],
+    "max_passes": [("2", 2), ("5", 5)],
+    "max_streams": [("1", 1), ("64", 64)],
+    "max_suspended": [("1", 1), ("1000", 1000)],
+    "overload": [("reject", "reject"), (" WAIT ", "wait")],
+    "retry_after": [("1", 1), ("120", 120)],
+    "resume_slots": [("auto", "auto"), ("AUTO", "auto"), ("0", 0), ("4", 4)],
+    "shutdown_grace": [("0.1", 0.1), ("20", 20.0)],
+    "history_interval": [("0.2", 0.2), ("5", 5.0)],
+    "metrics_token": [("", ""), ("x" * 16, "x" * 16), (" " + "y" * 20 + " ", "y" * 20)],
+    "suspend": [("on", True), ("Off", False), ("yes", True), ("0", False),
+                (True, True), (False, False), ("TRUE", True)],
+}
+
+BAD = {
+    "max_workers": ["0", "-1", "many", "1.5", ""],
+    "max_queue": ["-1", "lots", "1e3"],
+    "process_workers": ["0", "two"],
+    "process_max_queue": ["-1"],
+    "process_start_method": ["fork", "thread", ""],
+    "asyncio_max_concurrency": ["0"],
+    "asyncio_max_queue": ["-5"],
+    "shared_max_entries": ["0"],
+    "timeout": ["0", "-1", "nan", "inf", "soon"],
+    "max_passes": ["1", "0", "x"],
+    "max_streams": ["0"],
+    "max_suspended": ["0"],
+    "overload": ["queue", ""],
+    "retry_after": ["0", "-1", "5s"],
+    "resume_slots": ["-1", "some"],
+    "shutdown_grace": ["0", "-3", "inf"],
+    "history_interval": ["0", "nan"],
+    "metrics_token": ["short", "x" * 15],
+    "suspend": ["maybe", "", "2"],
+}
+
+
+def test_every_option_has_converter_tests():
+    # A new option without good and bad values here fails this test.
+    names = {option.name for option in OPTIONS}
+    assert names == set(GOOD) == set(BAD)
+
+
+def test_every_default_is_a_good_value():
+    for option in OPTIONS:
+        assert option.convert(option.default) == option.default, option.name
+        assert option.doc, option.name
+
+
+@pytest.mark.parametrize("key, raw, value", [
+    (key, raw, value) for key, pairs in GOOD.items() for raw, value in pairs])
+def test_good_values(key, raw, value):
+    settings = Settings.from_mapping({key: raw})
+    assert getattr(settings, key) == value
+    assert type(getattr(settings, key)) is type(value)
+
+
+@pytest.mark.parametrize("key, raw", [
+    (key, raw) for key, raws in BAD.items() for raw in raws])
+def test_bad_values_are_refused_naming_key_and_value(key, raw):
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_mapping({key: raw})
+    message = str(info.value)
+    assert message.startswith("<product-config collective.futures>: bad value")
+    assert repr(key) in message and repr(raw) in message
+
+
+def test_fork_is_refused_saying_why():
+    with pytest.raises(ConfigurationError, match="fork is unsafe .* use "
+                                                 "forkserver or spawn"):
+        Settings.from_mapping({"process_start_method": "fork"})
+
+
+# custom executors
+
+def test_custom_executors_are_kept_sorted_by_name():
+    settings = Settings.from_mapping({
+        "executor.gpu": "my.pkg:make_gpu", "executor.db": "my.pkg.pools.make_db"})
+    assert settings.executors == (("db", "my.pkg.pools.make_db"),
+                                  ("gpu", "my.pkg:make_gpu"))
+    assert settings.executor_names == ("threads", "processes", "asyncio",
+                                       "db", "gpu")
+
+
+@pytest.mark.parametrize("name", ["threads", "processes", "asyncio", "streams"])
+def test_reserved_executor_names_are_refused(name):
+    with pytest.raises(ConfigurationError,
+                       match=f"'executor.{name}': '{name}' is a built-in "
+                             f"executor or the stream pool"):
+        Settings.from_mapping({f"executor.{name}": "my.pkg:factory"})
+
+
+@pytest.mark.parametrize("key", ["executor.my-pool", "executor.", "executor.1x"])
+def test_a_custom_executor_name_must_be_an_identifier(key):
+    with pytest.raises(ConfigurationError, match="must be an identifier"):
+        Settings.from_mapping({key: "my.pkg:factory"})
+
+
+@pytest.mark.parametrize("dotted", ["nodots", "my.pkg:", ":factory",
+                                    "my.pkg:make-it", "my..pkg:f", "1pkg:f"])
+def test_a_custom_executor_factory_must_be_a_dotted_name(dotted):
+    with pytest.raises(ConfigurationError, match="must be a dotted name"):
+        Settings.from_mapping({"executor.mine": dotted})
+
+
+def test_settings_are_frozen_and_compare_by_value():
+    settings = Settings(timeout=5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.timeout = 6
+    assert settings == Settings.from_mapping({"timeout": "5"})
+    assert settings != Settings()
