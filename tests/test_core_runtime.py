@@ -390,3 +390,28 @@ def test_a_failing_sample_does_not_stop_sampling(caplog):
     clock.advance(1)
     assert deadlines.run_due() == 1
     assert len(calls) == 2 and "sampling bug" in caplog.text
+
+
+def test_the_stream_pool_can_be_replaced():
+    pool = ManualExecutor()
+    runtime = runtime_with(streams=pool)
+    assert runtime.streams is pool
+    with pytest.raises(ValueError, match="unknown executor 'streams'"):
+        runtime.executor_for("streams")
+    runtime.shutdown()
+    assert pool.shutdowns == [(False, True)]
+
+
+@pytest.mark.parametrize("attribute", ["max_workers", "max_concurrency"])
+def test_capacity_read_from_max_workers_or_max_concurrency(attribute):
+    class Custom:
+        max_queue = 0
+        running = 0
+        queued = 0
+
+    executor = Custom()
+    setattr(executor, attribute, 2)
+    runtime = runtime_with(custom=executor)
+    assert runtime.admission(promises(2, "custom"), False) == (None, True)
+    assert runtime.admission(promises(3, "custom"), False)[0] == (
+        "the custom executor's queue is full (max_queue)")
