@@ -9,7 +9,6 @@ interfaces of the objects that cross thread boundaries. Implementations say
 Module roles and threads are in docs/design.rst (the theory of operation).
 """
 
-from transaction.interfaces import TransientError
 from zope.interface import Attribute, Interface
 
 
@@ -31,9 +30,11 @@ SUSPEND_KEY = "collective.futures.suspend"
 HANDOFF_KEY = "collective.futures.handoff"
 
 
-# Control flow: not errors. BaseExceptions, so that ZPublisher's and the
-# WSGI middleware's ``except Exception`` handlers (error views, the error
-# log) let them through to the server that asked for them.
+# Control flow between the publisher and the server: not errors.
+# BaseExceptions, so that ZPublisher's and the WSGI middleware's ``except
+# Exception`` handlers (error views, the error log) let them through to the
+# server that asked for them. (Wait mode's ReplayRequest is Zope's own
+# kind of control flow, a TransientError: it lives in zope/publisher.py.)
 
 class SuspendRequest(BaseException):
     """This pass is over: the server runs ``state.pending`` with the worker
@@ -64,12 +65,6 @@ class StreamHandoff(BaseException):
         self.stream = stream
         #: The server task the stream writes through; set by the task.
         self.task = None
-
-
-class ReplayRequest(TransientError):
-    """Wait mode: the promises of this pass have run in the side pools while
-    the worker waited; ``publish_module`` retries the request (as after a
-    ConflictError) to render the next pass."""
 
 
 # Objects that cross threads
@@ -161,7 +156,7 @@ class IBoundedExecutor(Interface):
         """Stop the running work of ``future`` if this executor can (a
         process is killed and replaced); True if it did."""
 
-    def shutdown(wait=True, cancel_futures=False):
+    def shutdown(wait=True, *, cancel_futures=False):
         """Stop accepting work; idempotent; ``wait`` is bounded."""
 
 

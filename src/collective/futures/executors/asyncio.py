@@ -140,10 +140,14 @@ class AsyncioExecutor(concurrent.futures.Executor):
                 self._running -= 1
 
     def shutdown(self, wait=True, *, cancel_futures=False):
+        """See IBoundedExecutor. Idempotent: a second call finds the loop
+        stopped (or closed) and does nothing."""
         with self._lock:
-            self._shutdown = True
+            already, self._shutdown = self._shutdown, True
             loop, thread = self._loop, self._thread
-        if loop is None:
+        if loop is None or already:
+            if wait and thread is not None:
+                thread.join(5.0)
             return
         if cancel_futures:
             def cancel_all():

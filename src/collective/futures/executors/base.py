@@ -44,6 +44,7 @@ class BoundedPool(concurrent.futures.Executor):
         self._cv = threading.Condition()
         self._queue = collections.deque()
         self._workers = {}  # thread -> worker
+        self._busy = set()  # threads running an item now
         self._idle = 0
         self._numbers = itertools.count(1)
         self._shutdown = False
@@ -66,7 +67,7 @@ class BoundedPool(concurrent.futures.Executor):
     @property
     def running(self):
         with self._cv:
-            return len(self._workers) - self._idle
+            return len(self._busy)
 
     def _item(self, fn, args, kwargs):
         """What a worker takes for ``fn(*args, **kwargs)`` (runs in submit,
@@ -83,7 +84,9 @@ class BoundedPool(concurrent.futures.Executor):
         with self._cv:
             if self._shutdown:
                 raise RuntimeError(f"cannot submit to {self.name} after shutdown")
-            spare = self._idle + self.max_workers - len(self._workers)
+            # Workers not running an item (idle, starting, or yet to be
+            # started) will take queued items; the rest of the queue waits.
+            spare = self.max_workers - len(self._busy)
             if (self.max_queue is not None
                     and len(self._queue) - spare >= self.max_queue):
                 raise ExecutorFullError(
@@ -103,6 +106,7 @@ class BoundedPool(concurrent.futures.Executor):
         None when it must retire (idle too long, or shut down)."""
         me = threading.current_thread()
         with self._cv:
+            self._busy.discard(me)  # done with the item it took before
             while not self._queue and not self._shutdown:
                 # Why wait: no work. Woken by submit() or shutdown(); the
                 # deadline retires a worker nobody needs.
@@ -111,7 +115,10 @@ class BoundedPool(concurrent.futures.Executor):
                 self._idle -= 1
                 if not woken and not self._queue:
                     break
-            if self._queue and not self._shutdown:
+            if self._queue:
+                # After shutdown(cancel_futures=False) too: queued work still
+                # runs, as in concurrent.futures.
+                self._busy.add(me)
                 return self._queue.popleft()
             self._workers.pop(me, None)
             return None

@@ -88,6 +88,7 @@ class _Slot:
         self.process = None
         self.conn = None
         self.current = None  # the future being run
+        self.stopped = None  # the future whose call kill() stopped
         # Guards current and kill(): interrupt must not kill a process that
         # has moved on to the next promise.
         self.lock = threading.Lock()
@@ -115,6 +116,10 @@ class _Slot:
             process.join(5)
 
     def kill(self):
+        """Stop the current call (called with ``lock`` held): kill its
+        process, or, if the process is not up yet, make sure the call is
+        never sent."""
+        self.stopped = self.current
         process = self.process
         if process is not None and process.is_alive():
             process.kill()
@@ -149,6 +154,13 @@ class _Slot:
             self._stop_process()
             self._start_process()
         process = self.process
+        with self.lock:
+            # Interrupted while its process was starting: never send it.
+            if self.stopped is future:
+                future.set_exception(WorkerProcessDiedError(
+                    f"promise {key!r} was stopped before its worker process "
+                    f"ran it"))
+                return
         try:
             self.conn.send_bytes(payload)
             # Why poll: a worker that dies never answers; checking that it
@@ -219,16 +231,16 @@ class ProcessExecutor(BoundedPool):
         return False
 
     @property
-    def running(self):
-        with self._cv:
-            return sum(1 for s in self._workers.values() if s.current is not None)
-
-    @property
     def processes(self):
         """The pids of the worker processes alive now."""
         with self._cv:
             return [s.process.pid for s in self._workers.values()
                     if s.process is not None]
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """See IBoundedExecutor. The worker processes are killed, so work
+        still queued cannot run: it is always cancelled."""
+        super().shutdown(wait, cancel_futures=True)
 
     def _stopping(self, slots):
         for slot in slots:
