@@ -3,7 +3,8 @@ worker, with one deadline.
 
 Runs on: created and started by the thread that ends a pass (a Zope worker);
 settled by side-pool threads (a promise finished), the deadline thread (time
-is up) or the server's main loop (the client hung up). Whichever settles the
+is up), the server's main loop (the client hung up) or the shutdown thread
+(refused). Whichever settles the
 last promise calls ``on_done`` once, outside the lock.
 """
 
@@ -118,14 +119,17 @@ class Round:
         if complete:
             self._finish()
 
-    def _settle_rest(self, make_error):
+    def _settle_rest(self, make_error, refusal=None):
         """Settle every unsettled promise with an error; cancel its work:
         queued work is dropped, asyncio tasks are cancelled, processes are
-        stopped, thread work is abandoned (and counted)."""
+        stopped, thread work is abandoned (and counted). ``refusal`` is
+        recorded if, and only if, a promise was still unsettled."""
         unsettled = []
         with self._lock:
             if self._finished:
                 return
+            if refusal is not None and len(self.outcomes) < len(self.promises):
+                self.refusal = refusal
             for key, promise in self.promises.items():
                 if key in self.outcomes:
                     continue
@@ -165,13 +169,11 @@ class Round:
     def refuse(self, reason):
         """The server is stopping: drop the round now; ``refusal`` tells
         the completion that the request gets a 503, not its next pass. A
-        round already over is left as it ended (its pass renders)."""
-        with self._lock:
-            if self._finished:
-                return
-            if self.refusal is None:
-                self.refusal = reason
-        self.cancel(reason)
+        round whose promises have all settled is left as it ended (its pass
+        renders)."""
+        self._settle_rest(
+            lambda key: FutureCancelledError(f"promise {key!r}: {reason}"),
+            refusal=reason)
 
     def _finish(self):
         with self._lock:

@@ -64,14 +64,19 @@ class SharedFutures:
                     self.joined += 1
                     return future
             future = concurrent.futures.Future()
-            self.executions += 1
             self._inflight[key] = (future, self.clock())
         future.add_done_callback(lambda f: self._finished(key, promise.ttl, f))
         try:
             execution = submit()
-        except Exception as exc:
+        except BaseException as exc:
+            # Refused (a full queue): every joiner gets the error, and the
+            # key is free again (_finished).
             future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
             return future
+        with self._lock:
+            self.executions += 1
         execution.add_done_callback(lambda done: _copy(done, future))
         return future
 
