@@ -2,7 +2,8 @@
 
 The options live in ``<product-config collective.futures>`` in zope.conf,
 where every value arrives as a string. :data:`OPTIONS` is the single source
-of truth: the README's table is checked against it by the test suite.
+of truth: the Settings fields and defaults are made from it, and the test
+suite checks the manual's option list against it.
 """
 
 import dataclasses
@@ -257,8 +258,10 @@ Settings = dataclasses.make_dataclass(
     [(option.name, type(option.default),
       dataclasses.field(default=option.default)) for option in OPTIONS]
     + [("executors", tuple, dataclasses.field(default=()))],
-    bases=(_SettingsMethods,), frozen=True)
+    bases=(_SettingsMethods,), frozen=True, kw_only=True)
 Settings.__module__ = __name__
+Settings.__doc__ = """Validated settings: one keyword per option of :data:`OPTIONS`
+(and ``executors``). Build with :meth:`from_mapping`."""
 
 
 def _custom_executor(key, raw):
