@@ -7,6 +7,7 @@ Pure: status, headers and chunks of bytes, no server and no Zope.
 """
 
 import http
+import io
 import os
 import urllib.parse
 
@@ -156,6 +157,9 @@ def prepare(result, view_status, view_headers, from_async=None):
             headers = merge_headers(headers, [("Content-Length", str(len(data)))])
         return Prepared(status, headers, iter([data] if data else []), close)
     if hasattr(result, "read"):
+        if isinstance(result, io.TextIOBase):
+            raise TypeError("fn returned a file in text mode: open it in "
+                            "binary mode")
         length = _file_length(result)
         if length is not None and not has_length:
             headers = merge_headers(headers, [("Content-Length", str(length))])
