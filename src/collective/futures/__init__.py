@@ -11,11 +11,8 @@ package's own: ``core/`` (pure Python), ``executors/`` (the side pools),
 ``server/`` (the waitress glue).
 """
 
-from .api import cancel, clear, reset, result, resultOrSubmit
-from .api import resultOrSubmitMultiprocess, result_or_submit, submit
-from .api import submitMultiprocess
-from .core.promise import promise
-from .stream import AsyncWorkerStreamIterator, StreamResult
+import importlib
+
 from .exceptions import (
     ConfigurationError,
     ExecutorFullError,
@@ -26,10 +23,36 @@ from .exceptions import (
     FuturesException,
     FutureTimeoutError,
     NoRequestError,
-    WorkerProcessDiedError,
     ReplayImpossibleError,
     TooManyPassesError,
+    WorkerProcessDiedError,
 )
+
+
+#: Where the API lives. Loaded on first use (PEP 562), so that importing
+#: the pure core (collective.futures.core, .executors) loads no Zope.
+_LAZY = {
+    **dict.fromkeys(
+        ("submit", "result", "resultOrSubmit", "result_or_submit", "cancel",
+         "clear", "reset", "submitMultiprocess", "resultOrSubmitMultiprocess"),
+        ".api"),
+    "promise": ".core.promise",
+    "AsyncWorkerStreamIterator": ".stream",
+    "StreamResult": ".core.body",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

@@ -29,6 +29,7 @@ import time
 
 import transaction
 import zope.event
+from transaction.interfaces import TransientError
 from zExceptions import HTTPServiceUnavailable
 from zope.event import notify
 from ZPublisher.interfaces import IPubBeforeCommit, IPubFailure, IPubSuccess
@@ -36,7 +37,7 @@ from ZPublisher.pubevents import PubBeforeAbort, PubFailure
 
 from ..core.body import unavailable
 from ..exceptions import ReplayImpossibleError, TooManyPassesError
-from ..interfaces import STATE_KEY, SUSPEND_KEY, ReplayRequest, SuspendRequest
+from ..interfaces import STATE_KEY, SUSPEND_KEY, SuspendRequest
 from ..runtime import get_runtime
 from ..stream import AsyncWorkerStreamIterator
 from .replay import make_body_replayable
@@ -45,6 +46,12 @@ from .replay import make_body_replayable
 logger = logging.getLogger("collective.futures")
 #: One line per request that used futures (its own logger, to route it).
 request_log = logging.getLogger("collective.futures.requests")
+
+
+class ReplayRequest(TransientError):
+    """Control flow, not an error (wait mode): the promises of this pass
+    have run while the worker waited; ``publish_module`` retries the
+    request, as after a ConflictError, to render the next pass."""
 
 
 _install_lock = threading.Lock()
