@@ -34,4 +34,6 @@ html_title = f"collective.futures {release}"
 html_theme_options = {
     "description": "Give Zope's worker thread back while slow work runs",
     "fixed_sidebar": True,
+    "sidebar_width": "260px",
+    "page_width": "1100px",
 }
