@@ -27,8 +27,9 @@ class Channel:
     (None: never)."""
 
     def __init__(self, clock, name, answer_at=None, flushed_after=0.0,
-                 answered_on_refuse=True):
+                 answered_on_refuse=True, disconnect_at=None):
         self.clock = clock
+        self.disconnect_at = disconnect_at
         self.name = name
         self.answer_at = answer_at
         self.flushed_after = flushed_after
@@ -49,6 +50,8 @@ class Channel:
 
     def tick(self):
         """What other threads did by now (called when the clock moves)."""
+        if self.disconnect_at is not None and self.clock() >= self.disconnect_at:
+            self.connected = False  # the main loop saw the hang-up
         if self.detached is not None and self.answer_at is not None and (
                 self.clock() >= self.answer_at):
             self.answer()
@@ -149,13 +152,22 @@ def test_a_refusal_that_does_not_end_the_job_is_waited_for_within_the_bound():
 
 def test_a_channel_whose_client_went_away_counts_as_answered():
     world = World(grace=5.0)
-    gone = world.add("gone")
-    gone.connected = False
-    gone.detached = None  # its job was cancelled; its request still held
+    # Its client hangs up at 0.2 s; its job has not ended yet (still
+    # detached, its request still held).
+    gone = world.add("gone", disconnect_at=0.2, answered_on_refuse=False)
     waiting = world.add("waiting", answer_at=0.5)
     world.drain().run()
-    assert world.clock.now < 1.0  # not waiting for the gone one
-    assert gone.refused == [] and waiting.refused == []
+    assert world.clock.now < 1.0  # not waiting the grace out for the gone one
+    assert waiting.refused == []
+    # Still detached when the waiting is over: refused, which ends its job.
+    assert gone.refused == [REASON]
+
+
+def test_a_gone_client_is_not_waited_for_in_the_flush_either():
+    world = World(grace=1.0)
+    world.add("gone", disconnect_at=1.5, flushed_after=None)
+    bounded(world.drain().run)
+    assert 1.5 <= world.clock.now < 1.7  # not the 5 s flush bound
 
 
 def test_a_channel_detached_during_the_grace_is_watched_too():
