@@ -54,6 +54,7 @@ def served():
     server = waitress.server.create_server(
         app, host="127.0.0.1", port=0, threads=1, clear_untrusted_proxy_headers=True)
     server.channel_class = FuturesChannel  # per server: no global patch here
+    app.server = server
     thread = threading.Thread(target=server.run, name="test-waitress-loop",
                               daemon=True)
     thread.start()
@@ -107,6 +108,33 @@ def test_a_hang_up_cancels_the_round_and_nothing_is_rendered(served):
     with rawhttp.Connection(address) as again:
         again.send(rawhttp.get("/plain"))
         assert again.read_response()[2] == b"plain"
+
+
+def test_each_resumed_request_releases_its_fairness_slot_once(served):
+    # A slot not released would starve resumed requests; one released by
+    # a pass that held none (a plain request, a first pass) would lift the
+    # bound: after the load, the gate holds nothing and owes nothing.
+    from conftest import wait_for
+    from collective.futures.server.fairness import gate_for
+
+    app, address = served
+    gate = gate_for(app.server, "auto")
+    connections = [rawhttp.Connection(address) for _ in range(3)]
+    try:
+        for _ in range(2):  # keep-alive: each connection serves 4 requests
+            for conn in connections:
+                conn.send(rawhttp.get("/slow") + rawhttp.get("/plain"))
+            for conn in connections:
+                assert conn.read_response()[2] == b"value|"
+                assert conn.read_response()[2] == b"plain"
+    finally:
+        for conn in connections:
+            conn.close()
+    assert len([p for p in app.passes if p[0] == "/slow"]) == 12  # 6 x 2 passes
+    wait_for(lambda: (gate._active, gate.waiting) == (0, 0),
+             message=f"the gate to be empty (active {gate._active})")
+    wait_for(lambda: not app.server.active_channels,
+             message="the server to close the three connections")
 
 
 def test_install_and_uninstall():
