@@ -114,8 +114,9 @@ OPTIONS = (
     ),
     Option(
         "max_queue", _count, 1000,
-        "Promises that may wait for a thread; past it a promise fails at "
-        "once with ``ExecutorFullError``.",
+        "Promises that may wait for a thread. A request whose promises would "
+        "pass it is answered 503 at the end of its pass; a promise that "
+        "still finds the queue full fails with ``ExecutorFullError``.",
     ),
     Option(
         "process_workers", _positive_int, 2,
@@ -168,9 +169,9 @@ OPTIONS = (
     ),
     Option(
         "overload", _overload, "reject",
-        "What a request that would pass a bound (``max_suspended``, an "
-        "executor's queue) gets: ``reject``, a 503 with ``Retry-After``; "
-        "``wait``, its promises run while its worker waits.",
+        "What a request gets when ``max_suspended`` requests are suspended: "
+        "``reject``, a 503 with ``Retry-After``; ``wait``, its promises run "
+        "while its worker waits. A full executor queue is always a 503.",
     ),
     Option(
         "retry_after", _positive_int, 5,
