@@ -8,7 +8,6 @@ import threading
 import pytest
 
 from collective.futures.core.deadlines import Deadlines
-from collective.futures.interfaces import IBoundedExecutor
 
 
 class FakeClock:
@@ -100,11 +99,3 @@ def bounded(fn, timeout=5.0):
     if "error" in box:
         raise box["error"]
     return box.get("result")
-
-
-class IBoundedExecutorKeywordOnly(IBoundedExecutor):
-    """IBoundedExecutor with ``shutdown``'s ``cancel_futures`` keyword-only,
-    as in concurrent.futures.Executor and every implementation."""
-
-    def shutdown(wait=True, *, cancel_futures=False):
-        """See IBoundedExecutor."""

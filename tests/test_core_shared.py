@@ -95,11 +95,29 @@ def test_submit_runs_outside_the_lock_and_joiners_get_its_error():
     for future in [first] + joined:
         with pytest.raises(RuntimeError, match="queue is full"):
             future.result(0)
-    assert (shared.executions, shared.joined) == (1, 3)
+    # Refused by its executor: it never ran, so it is not counted as an
+    # execution (the joiners are).
+    assert (shared.executions, shared.joined) == (0, 3)
     # The failed execution is over: the next request starts anew.
     again = concurrent.futures.Future()
     assert shared.run(promise, lambda: again) is not first
-    assert shared.executions == 2
+    assert shared.executions == 1
+
+
+def test_a_base_exception_from_submit_fails_the_placeholder_and_propagates():
+    shared = SharedFutures()
+    promise = shared_promise()
+    joined = []
+
+    def submit():
+        joined.append(shared.run(promise, pytest.fail))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        shared.run(promise, submit)
+    # Nobody waits on it until it goes stale: the joiner has the error.
+    assert isinstance(joined[0].exception(0), KeyboardInterrupt)
+    assert shared.run(promise, concurrent.futures.Future) is not joined[0]
 
 
 def test_the_placeholder_copies_the_result():

@@ -18,22 +18,14 @@ from collective.futures.interfaces import IBoundedExecutor
 from collective.futures.settings import Settings
 
 from conftest import wait_for
-from fakes import IBoundedExecutorKeywordOnly
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "interfaces.py:164 declares IBoundedExecutor.shutdown(wait=True, "
-    "cancel_futures=False); ProcessExecutor inherits BoundedPool.shutdown "
-    "(executors/base.py:126), whose cancel_futures is keyword-only, so "
-    "verifyObject fails"))
 def test_the_process_executor_provides_its_interface():
     assert verifyObject(IBoundedExecutor, ProcessExecutor(1, 1, "spawn"))
 
 
-def test_the_process_executor_provides_its_interface_but_shutdowns_signature():
+def test_the_process_executor_reports_its_bounds():
     executor = ProcessExecutor(3, 4, "spawn")
-    assert verifyObject(IBoundedExecutorKeywordOnly, executor, tentative=True)
-    assert IBoundedExecutor.providedBy(executor)
     assert (executor.runs_in, executor.capacity, executor.max_queue) == (
         "processes", 3, 4)
     assert (executor.queued, executor.running, executor.processes) == (0, 0, [])
@@ -157,13 +149,9 @@ class GatedProcess:
         return getattr(self._process, name)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executors/processes.py:209 ProcessExecutor.interrupt() returns True "
-    "for a call whose worker thread took it but whose process is not "
-    "started yet (_Slot._run starts it after setting current): kill() has "
-    "nothing to kill, and the call then runs in full in the new process, "
-    "while the round counts it as stopped"))
 def test_interrupt_before_the_process_is_up_still_stops_the_call():
+    # interrupt() used to return True here while the call then ran in full
+    # in the new process (the round counting it as stopped).
     gate = threading.Event()
     executor = ProcessExecutor(1, 1, "forkserver")
     executor.context = GatedContext(executor.context, gate)
@@ -176,3 +164,18 @@ def test_interrupt_before_the_process_is_up_still_stops_the_call():
     finally:
         gate.set()
         executor.shutdown()
+
+
+def test_shutdown_stops_the_processes_and_cancels_what_is_queued(tmp_path):
+    # Its processes are killed, so queued calls could not run: they are
+    # cancelled even without cancel_futures.
+    executor = ProcessExecutor(1, 5, "forkserver")
+    started = tmp_path / "started"
+    running = executor.submit(procfuncs.touch_then_sleep, str(started), 30)
+    queued = executor.submit(procfuncs.square, 2)
+    wait_for(started.exists, timeout=30, message="the call to start")
+    executor.shutdown(wait=True)
+    assert queued.cancelled()
+    with pytest.raises(futures.WorkerProcessDiedError, match="SIGKILL"):
+        running.result(10)
+    assert executor.processes == []

@@ -14,7 +14,6 @@ from collective.futures.executors.threads import ThreadExecutor
 from collective.futures.interfaces import IBoundedExecutor
 
 from conftest import wait_for
-from fakes import IBoundedExecutorKeywordOnly
 
 
 @pytest.fixture
@@ -31,21 +30,14 @@ def make_pool():
         pool.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "interfaces.py:164 declares IBoundedExecutor.shutdown(wait=True, "
-    "cancel_futures=False); BoundedPool.shutdown (executors/base.py:126) "
-    "and AsyncioExecutor.shutdown (executors/asyncio.py:142) make "
-    "cancel_futures keyword-only, as concurrent.futures does, so "
-    "verifyObject fails: 'doesn't allow enough arguments'"))
 def test_the_thread_executor_provides_its_interface():
     assert verifyObject(IBoundedExecutor, ThreadExecutor(1))
 
 
-def test_the_thread_executor_provides_its_interface_but_shutdowns_signature():
-    pool = ThreadExecutor(1)
-    assert IBoundedExecutor.providedBy(pool)
-    assert verifyObject(IBoundedExecutorKeywordOnly, pool, tentative=True)
-    assert (pool.runs_in, pool.capacity, pool.max_queue) == ("threads", 1, None)
+def test_the_thread_executor_reports_its_bounds():
+    pool = ThreadExecutor(3, max_queue=4)
+    assert (pool.runs_in, pool.capacity, pool.max_queue) == ("threads", 3, 4)
+    assert (pool.queued, pool.running, pool.threads) == (0, 0, 0)
 
 
 def test_side_pool_runs_concurrently_with_named_daemon_threads():
@@ -162,14 +154,10 @@ class ColdPool(BoundedPool):
         return object(), "a worker that has not taken its item yet"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executors/base.py:86 counts a worker started for a queued item, but "
-    "that has not taken it yet, as busy with other work (spare = idle + "
-    "max_workers - workers), so the item counts as waiting beyond "
-    "capacity: with max_queue=0 (the stream pool) a second submit right "
-    "after a first one to a cold pool is refused although a worker slot is "
-    "free (50 of 50 bursts of 2 refused on ThreadExecutor(2, max_queue=0))"))
 def test_a_burst_within_capacity_is_accepted():
+    # A worker started for a queued item, that has not taken it yet, is
+    # spare, not busy: with max_queue 0 (the stream pool) a second submit
+    # right after a first one to a cold pool is not refused.
     pool = ColdPool(2, "cold", max_queue=0)
     pool.submit(lambda: 1)
     pool.submit(lambda: 2)  # capacity 2: this one must not wait, nor fail
@@ -178,13 +166,12 @@ def test_a_burst_within_capacity_is_accepted():
 
 def test_a_cold_pool_refuses_past_capacity_plus_queue():
     # The positive control of the test above: past the bound it refuses.
-    # (Whether the 2nd or the 3rd call is refused depends on the bug above.)
     pool = ColdPool(1, "cold", max_queue=1)
-    accepted = []
+    pool.submit(lambda: 1)  # for the one worker
+    pool.submit(lambda: 2)  # the one queue place
     with pytest.raises(futures.ExecutorFullError):
-        for n in range(3):
-            accepted.append(pool.submit(lambda: n))
-    assert 1 <= len(accepted) <= 2 and pool.threads == 1
+        pool.submit(lambda: 3)
+    assert pool.threads == 1 and pool.queued == 2
 
 
 def test_an_idle_worker_takes_new_work_before_another_starts(make_pool):
@@ -231,21 +218,16 @@ def test_shutdown_waits_for_running_work(make_pool):
     assert running.done() and pool.threads == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executors/base.py BoundedPool._take (line 112: 'if self._queue and "
-    "not self._shutdown') retires a worker at shutdown even when work is "
-    "queued, so shutdown(cancel_futures=False) leaves queued futures "
-    "pending for ever: neither run (as concurrent.futures does) nor "
-    "cancelled. The runtime always passes cancel_futures=True."))
-def test_shutdown_without_cancel_settles_queued_work(make_pool):
+def test_shutdown_without_cancel_runs_queued_work(make_pool):
+    # As concurrent.futures does: accepted work is done, not left pending.
     pool = make_pool(1)
     running, release = started_and_held(pool)
     queued = pool.submit(lambda: "ran")
     pool.shutdown(wait=False)
     release.set()
     assert running.result(5) is True
+    assert queued.result(5) == "ran"
     wait_for(lambda: pool.threads == 0, message="the worker to stop")
-    assert queued.done()
 
 
 def test_threads_cannot_be_interrupted(make_pool):
