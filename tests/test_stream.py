@@ -292,12 +292,6 @@ def test_an_async_generator_is_iterated_on_the_loop(runtime):
     assert closed == [True]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "stream.py:65 _async_bridge() builds _from_async() (line 43), a "
-    "generator, so _loop() and its check (the asyncio executor must be the "
-    "package's own) run only at the first chunk, after the status and "
-    "headers were chosen: a 200 that breaks off instead of the 500 "
-    "prepare() gives other output it cannot send"))
 def test_an_async_generator_needs_the_package_s_asyncio_executor(runtime):
     runtime(Settings(timeout=5), asyncio=ManualExecutor(runs_in="loop"))
 

@@ -40,13 +40,10 @@ def _loop():
     return executor.loop
 
 
-def _from_async(aiterable, chunk_timeout=None):
+def _from_async(aiterable, loop, timeout):
     """Iterate an async iterable (an async generator from an ``async def``
-    fn) from this thread, one item at a time, on the asyncio executor's
-    loop."""
-    loop = _loop()
+    fn) from this thread, one item at a time, on ``loop``."""
     iterator = aiterable.__aiter__()
-    timeout = chunk_timeout or get_runtime().settings.timeout
     while True:
         future = asyncio.run_coroutine_threadsafe(iterator.__anext__(), loop)
         try:
@@ -56,15 +53,20 @@ def _from_async(aiterable, chunk_timeout=None):
             return
 
 
-def _aclose(aiterable):
-    aclose = getattr(aiterable, "aclose", None)
-    if aclose is not None:
-        asyncio.run_coroutine_threadsafe(aclose(), _loop()).result(5)
-
-
 def _async_bridge(aiterable):
-    """``(iterator, close)`` for an async iterable, run on the loop."""
-    return _from_async(aiterable), lambda: _aclose(aiterable)
+    """``(iterator, close)`` for an async iterable, run on the asyncio
+    executor's loop. The loop is looked up now, so that output that cannot
+    be iterated fails before a status is chosen."""
+    loop = _loop()
+    timeout = get_runtime().settings.timeout
+
+    def close():
+        aclose = getattr(aiterable, "aclose", None)
+        if aclose is not None:
+            # Bounded: the generator's finally blocks get 5 s.
+            asyncio.run_coroutine_threadsafe(aclose(), loop).result(5)
+
+    return _from_async(aiterable, loop, timeout), close
 
 
 @implementer(IUnboundStreamIterator)
