@@ -13,7 +13,7 @@ from collective.futures.core.metrics import Metrics
 from collective.futures.core.promise import Promise
 from collective.futures.core.round import Round
 from collective.futures.interfaces import IDetachedJob
-from collective.futures.zope.sandbox import run as run_promise
+from collective.futures.sandbox import run as run_promise
 from collective.futures.core.deadlines import Deadlines
 from collective.futures.executors.threads import ThreadExecutor
 

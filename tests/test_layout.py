@@ -127,7 +127,7 @@ def test_the_import_allowlist_refuses_zope_and_the_glue():
     # Positive control: what the glue imports is refused.
     for imported in ("AccessControl.SecurityManagement", "transaction",
                      "zope.component", "zope.globalrequest", "waitress.channel",
-                     "collective.futures.zope.sandbox", "collective.futures.api",
+                     "collective.futures.sandbox", "collective.futures.api",
                      "collective.futures.server.internals"):
         assert not allowed(imported), imported
     assert allowed("zope.interface.verify") and allowed("concurrent.futures")
@@ -158,5 +158,5 @@ def test_importing_the_pure_parts_loads_no_zope_and_no_waitress():
 
 def test_the_runtime_import_check_sees_zope():
     # Positive control: the sandbox does load Zope, and the check sees it.
-    loaded = loaded_by(["collective.futures.zope.sandbox"])
+    loaded = loaded_by(["collective.futures.sandbox"])
     assert "AccessControl" in [m for m in loaded if not allowed(m)]

@@ -20,7 +20,7 @@ from collective.futures.server.internals import ClientDisconnected
 from collective.futures.server.streaming import (
     StreamJob, StreamStalled, set_response)
 from collective.futures.settings import Settings
-from collective.futures.zope.sandbox import NO_REQUEST
+from collective.futures.sandbox import NO_REQUEST
 
 from conftest import wait_for
 from fakes import FakeClock, ManualExecutor, manual_deadlines

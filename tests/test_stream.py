@@ -18,8 +18,8 @@ from collective.futures.core.runtime import Runtime
 from collective.futures.interfaces import HANDOFF_KEY, SUSPEND_KEY, StreamHandoff
 from collective.futures.settings import Settings
 from collective.futures.stream import AsyncWorkerStreamIterator, run_and_prepare
-from collective.futures.zope import sandbox
-from collective.futures.zope.sandbox import NO_REQUEST
+from collective.futures import sandbox
+from collective.futures.sandbox import NO_REQUEST
 
 from fakes import FakeClock, ManualExecutor, manual_deadlines
 

@@ -7,8 +7,8 @@ manual in docs/.
 
 The public API is what this module exports; everything else is the
 package's own: ``core/`` (pure Python), ``executors/`` (the side pools),
-``zope/`` (the publisher glue, the sandbox, startup, the views) and
-``server/`` (the waitress glue).
+``sandbox`` (where a promise runs), ``zope/`` (the publisher glue,
+startup, the views) and ``server/`` (the waitress glue).
 """
 
 import importlib

@@ -21,7 +21,7 @@ from .exceptions import (
 from .executors.processes import PickledCall
 from .interfaces import STATE_KEY
 from .runtime import get_runtime
-from .zope import sandbox
+from . import sandbox
 
 
 _marker = object()

@@ -9,7 +9,7 @@ Zope startup (test layers, scripts) gets the defaults on first use.
 import threading
 
 from .core.runtime import Runtime
-from .zope import sandbox
+from . import sandbox
 
 
 __all__ = ["get_runtime", "configure"]

@@ -25,7 +25,7 @@ from .core.body import StreamResult, error_prepared, prepare
 from .executors.asyncio import AsyncioExecutor
 from .interfaces import HANDOFF_KEY, SUSPEND_KEY, StreamHandoff
 from .runtime import get_runtime
-from .zope.sandbox import promise_context
+from .sandbox import promise_context
 
 
 __all__ = ["AsyncWorkerStreamIterator", "StreamResult"]

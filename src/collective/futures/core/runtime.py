@@ -33,7 +33,7 @@ logger = logging.getLogger("collective.futures")
 
 class PlainSandbox:
     """Runs promises as they are: for code that runs without Zope (the
-    unit tests of the core). Zope's sandbox is ``zope.sandbox``."""
+    unit tests of the core). Zope's sandbox is ``collective.futures.sandbox``."""
 
     @staticmethod
     def run(promise):

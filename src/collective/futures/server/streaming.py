@@ -22,7 +22,7 @@ from zope.interface import implementer
 from ..core.body import error_prepared, unavailable
 from ..interfaces import IDetachedJob
 from ..runtime import get_runtime
-from ..zope.sandbox import promise_context
+from ..sandbox import promise_context
 from .internals import ClientDisconnected
 
 

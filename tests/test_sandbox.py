@@ -1,4 +1,4 @@
-"""zope/sandbox.py: where a promise runs (no security manager, a request
+"""sandbox.py: where a promise runs (no security manager, a request
 that refuses to be used) and what may enter it (refusal)."""
 
 import asyncio
@@ -13,8 +13,8 @@ from AccessControl.SecurityManagement import (
 from zope.globalrequest import getRequest, setRequest
 
 from collective.futures.core.promise import Promise
-from collective.futures.zope import sandbox
-from collective.futures.zope.sandbox import (
+from collective.futures import sandbox
+from collective.futures.sandbox import (
     NO_REQUEST, promise_context, refusal)
 
 

@@ -21,7 +21,7 @@ from AccessControl.SecurityManagement import noSecurityManager
 from persistent import Persistent
 from zope.globalrequest import clearRequest, setRequest
 
-from ..core.plain import first_refused
+from .core.plain import first_refused
 
 
 logger = logging.getLogger("collective.futures")
