@@ -4,6 +4,7 @@ is freed at once, output streams with bounded memory, errors are honest."""
 import concurrent.futures
 import hashlib
 import http.client
+import json
 import time
 
 import pytest
@@ -114,11 +115,19 @@ def test_a_bad_content_length_from_fn_is_a_500(zope):
     assert zope.get("/@@plain") == (200, "plain page")
 
 
+def streams_running(zope):
+    """Streams being written now (the stream pool's gauge in the metrics)."""
+    status, _, body = zope.request("/@@futures-metrics",
+                                   headers=zope.admin_headers())
+    assert status == 200
+    return json.loads(body)["executors"].get("streams", {}).get("running", 0)
+
+
 def test_past_max_streams_a_new_stream_gets_a_503(make_zope):
     zope = make_zope(product_config={"max_streams": "1", "retry_after": "3"})
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         first = pool.submit(zope.request, "/@@stream?kind=bytes&delay=1")
-        time.sleep(0.3)
+        wait_for(lambda: streams_running(zope) == 1, message="the first stream runs")
         second = zope.request("/@@stream?kind=bytes&delay=0.1")
         assert first.result(30)[2] == b"streamed"
     assert second[0] == 503 and second[1]["Retry-After"] == "3"
