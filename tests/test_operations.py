@@ -4,7 +4,6 @@ Prometheus, the Control Panel), the request log, backpressure."""
 import concurrent.futures
 import json
 import re
-import time
 
 import pytest
 
@@ -83,7 +82,8 @@ def test_a_flood_past_the_bounds_gets_503_and_recovers(make_zope):
     with concurrent.futures.ThreadPoolExecutor(30) as pool:
         flood = [pool.submit(zope.request, "/@@slow-futures?delay=1")
                  for _ in range(30)]
-        time.sleep(0.3)
+        # The bound is reached: a plain page now.
+        wait_for(lambda: metrics(zope)["suspended"] == 5, message="5 suspended")
         plain = zope.get("/@@plain")
         results = [f.result(30) for f in flood]
     statuses = sorted(r[0] for r in results)
