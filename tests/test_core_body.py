@@ -3,6 +3,8 @@ and byte chunks; the responses the server writes itself (500, 503, 504)."""
 
 import io
 
+import tempfile
+
 import pytest
 
 from collective.futures.core.body import (
@@ -95,6 +97,29 @@ def test_a_text_mode_file_fails_naming_binary_mode(tmp_path):
     with open(path) as fileobj:
         with pytest.raises(TypeError, match="binary mode"):
             list(prepare(fileobj, "200 OK", []).chunks)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tempfile.NamedTemporaryFile("w+"),
+    lambda: tempfile.SpooledTemporaryFile(mode="w+"),
+], ids=["NamedTemporaryFile", "SpooledTemporaryFile"])
+def test_a_wrapped_text_file_is_refused_by_prepare_itself(make):
+    # Text files behind a wrapper are no TextIOBase: asked of the file.
+    with make() as fileobj:
+        fileobj.write("text")
+        fileobj.seek(0)
+        with pytest.raises(TypeError, match="binary mode"):
+            prepare(fileobj, "200 OK", [])
+
+
+def test_a_wrapped_binary_file_is_sent():
+    # The positive control: the same wrappers in binary mode are files.
+    with tempfile.NamedTemporaryFile("w+b") as fileobj:
+        fileobj.write(b"bytes")
+        fileobj.seek(0)
+        prepared = prepare(fileobj, "200 OK", [])
+        assert b"".join(prepared.chunks) == b"bytes"
+        assert ("Content-Length", "5") in prepared.headers
 
 
 def test_a_file_like_object_returning_str_fails_at_its_first_chunk():

@@ -96,6 +96,29 @@ def test_free_capacity_counts_before_the_queue():
     assert runtime.admission(promises(1), suspending=False)[0] is not None
 
 
+def test_admission_counts_as_the_pool_does():
+    # Two items queued for two workers that have not picked them up yet:
+    # the pool takes one more (a queue place), not two, and admission must
+    # say the same (it counted the queued items against the free workers
+    # twice, and turned a request away while the workers were free).
+    from collective.futures.exceptions import ExecutorFullError
+    from collective.futures.executors.base import BoundedPool
+
+    class Cold(BoundedPool):
+        def _start_worker(self, number):
+            return object(), None
+
+    pool = Cold(2, "cold", max_queue=1)
+    pool.submit(add, 1)
+    pool.submit(add, 2)
+    runtime = runtime_with(threads=pool)
+    assert runtime.admission(promises(1), suspending=False) == (None, True)
+    assert runtime.admission(promises(2), suspending=False)[0] is not None
+    pool.submit(add, 3)
+    with pytest.raises(ExecutorFullError):
+        pool.submit(add, 4)
+
+
 def test_promises_are_counted_per_executor():
     runtime = runtime_with(threads=Gauged(capacity=1, max_queue=0),
                            asyncio=Gauged(capacity=1, max_queue=0))

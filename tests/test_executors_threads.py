@@ -3,6 +3,7 @@ named daemon threads on demand up to a bound, a queue with its own bound,
 idle threads retired, a bounded shutdown. Real threads: every wait is
 bounded (an Event, a future's result, wait_for), none is a bare sleep."""
 
+import concurrent.futures
 import threading
 
 import pytest
@@ -228,6 +229,29 @@ def test_shutdown_without_cancel_runs_queued_work(make_pool):
     assert running.result(5) is True
     assert queued.result(5) == "ran"
     wait_for(lambda: pool.threads == 0, message="the worker to stop")
+
+
+# The thread really dies, which pytest reports: that is the point here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_that_dies_gives_its_place_back(make_pool):
+    # Whatever ends a worker thread (here: something outside fn's
+    # catch-all), it no longer counts as running or alive, so the pool's
+    # capacity is not lost for good.
+    pool = make_pool(1, max_queue=0)
+
+    class Dying(concurrent.futures.Future):
+        def set_running_or_notify_cancel(self):
+            raise SystemExit("the worker dies")
+
+    original = concurrent.futures.Future
+    concurrent.futures.Future = Dying
+    try:
+        pool.submit(lambda: 1)
+    finally:
+        concurrent.futures.Future = original
+    wait_for(lambda: pool.threads == 0, message="the dead worker to be gone")
+    assert pool.running == 0
+    assert pool.submit(lambda: 2).result(5) == 2
 
 
 def test_threads_cannot_be_interrupted(make_pool):

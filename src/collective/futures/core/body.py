@@ -157,7 +157,9 @@ def prepare(result, view_status, view_headers, from_async=None):
             headers = merge_headers(headers, [("Content-Length", str(len(data)))])
         return Prepared(status, headers, iter([data] if data else []), close)
     if hasattr(result, "read"):
-        if isinstance(result, io.TextIOBase):
+        # Asked of the file itself: a text file may hide behind a wrapper
+        # (NamedTemporaryFile("w+"), codecs.open).
+        if isinstance(result, io.TextIOBase) or isinstance(result.read(0), str):
             raise TypeError("fn returned a file in text mode: open it in "
                             "binary mode")
         length = _file_length(result)

@@ -142,7 +142,10 @@ class Runtime:
                         or getattr(executor, "max_workers", None)
                         or getattr(executor, "max_concurrency", 0))
             free = max(0, capacity - getattr(executor, "running", 0))
-            if getattr(executor, "queued", 0) + max(0, count - free) > bound:
+            # As the executor counts it (a worker not running an item is
+            # free, whether it has picked one up yet or not): what would
+            # wait beyond the free workers once these are queued.
+            if getattr(executor, "queued", 0) + count - free > bound:
                 return f"the {name} executor's queue is full (max_queue)"
         return None
 

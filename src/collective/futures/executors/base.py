@@ -123,6 +123,14 @@ class BoundedPool(concurrent.futures.Executor):
             self._workers.pop(me, None)
             return None
 
+    def _gone(self):
+        """The calling worker thread is ending, whatever the reason: it no
+        longer counts (a worker that died must not hold capacity)."""
+        me = threading.current_thread()
+        with self._cv:
+            self._busy.discard(me)
+            self._workers.pop(me, None)
+
     def interrupt(self, future):
         """See IBoundedExecutor: threads cannot be interrupted."""
         return False

@@ -148,6 +148,7 @@ class _Slot:
                         self.current = None
         finally:
             self._stop_process()
+            self.pool._gone()
 
     def _run(self, future, payload, key):
         if self.process is None or not self.process.is_alive():

@@ -30,19 +30,22 @@ class ThreadExecutor(BoundedPool):
         return thread, thread
 
     def _work(self):
-        while True:
-            taken = self._take()
-            if taken is None:
-                return
-            future, (fn, args, kwargs) = taken
-            if not future.set_running_or_notify_cancel():
-                continue
-            # A catch-all: whatever fn raises, even SystemExit, ends up in
-            # its future and never kills this thread.
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-            del future, fn, args, kwargs, taken
+        try:
+            while True:
+                taken = self._take()
+                if taken is None:
+                    return
+                future, (fn, args, kwargs) = taken
+                if not future.set_running_or_notify_cancel():
+                    continue
+                # A catch-all: whatever fn raises, even SystemExit, ends up
+                # in its future and never kills this thread.
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+                del future, fn, args, kwargs, taken
+        finally:
+            self._gone()
