@@ -10,7 +10,8 @@ import sys
 from importlib.metadata import version as _version
 
 
-# The futures-options directive (the options, from settings.OPTIONS).
+# The futures-options directive (the options, from settings.OPTIONS) and
+# the benchmark chapter's figures (from benchmark.json).
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "_ext"))
 
 project = "collective.futures"
@@ -19,7 +20,7 @@ copyright = "collective.futures contributors"
 release = _version("collective.futures")
 version = ".".join(release.split(".")[:2])
 
-extensions = ["sphinx.ext.doctest", "futures_options"]
+extensions = ["sphinx.ext.doctest", "futures_options", "benchmark_figures"]
 root_doc = "index"
 exclude_patterns = ["_build"]
 language = "en"
