@@ -236,3 +236,29 @@ def test_a_new_result_for_a_kept_key_replaces_it():
     clock.advance(6)
     shared.run(shared_promise(ttl=5), finished("new"))
     assert shared.cached("k").value == "new"
+
+
+def test_a_result_kept_since_the_request_looked_at_the_cache_is_used():
+    # A request looks at the cache in pass 1, before the first execution
+    # ends; by the time its round starts that execution has ended and its
+    # result is kept: it must not run the function a second time.
+    import concurrent.futures as cf
+    shared = SharedFutures()
+    promise = Promise("feed", str, shared=True, ttl=300)
+    ran = []
+
+    def submit():
+        ran.append(1)
+        future = cf.Future()
+        future.set_result("items")
+        return future
+
+    assert shared.cached("feed") is None  # pass 1 of both requests
+    assert shared.run(promise, submit).result(0) == "items"
+    assert shared.run(promise, submit).result(0) == "items"
+    assert ran == [1] and shared.executions == 1
+    # Positive control: without a ttl nothing is kept, so it runs again.
+    again = Promise("other", str, shared=True)
+    shared.run(again, submit).result(0)
+    shared.run(again, submit).result(0)
+    assert ran == [1, 1, 1]

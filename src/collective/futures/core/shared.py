@@ -33,16 +33,20 @@ class SharedFutures:
     def cached(self, key):
         """A fresh kept result for ``key`` (an Outcome), or None."""
         with self._lock:
-            entry = self._cache.get(key)
-            if entry is None:
-                return None
-            expires, outcome = entry
-            if self.clock() >= expires:
-                del self._cache[key]
-                return None
-            self._cache.move_to_end(key)
-            self.cache_hits += 1
-            return outcome
+            return self._fresh(key)
+
+    def _fresh(self, key):
+        # Called with the lock held.
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        expires, outcome = entry
+        if self.clock() >= expires:
+            del self._cache[key]
+            return None
+        self._cache.move_to_end(key)
+        self.cache_hits += 1
+        return outcome
 
     def run(self, promise, submit):
         """The future of the execution of ``promise``'s shared key in
@@ -62,6 +66,14 @@ class SharedFutures:
                 if (self.stale_after is None
                         or self.clock() - started < self.stale_after):
                     self.joined += 1
+                    return future
+            else:
+                # An execution may have finished, and been kept, since the
+                # request looked at the cache (pass 1): use it.
+                kept = self._fresh(key)
+                if kept is not None:
+                    future = concurrent.futures.Future()
+                    future.set_result(kept.value)
                     return future
             future = concurrent.futures.Future()
             self._inflight[key] = (future, self.clock())

@@ -105,12 +105,17 @@ class _Slot:
         child.close()
         self.process, self.conn = process, parent
 
-    def _stop_process(self):
+    def _stop_process(self, grace=0.0):
+        """Close the pipe and end the process: at once, or after ``grace``
+        seconds in which an idle worker, seeing its pipe closed, exits by
+        itself (its exit handlers run)."""
         process, conn = self.process, self.conn
         self.process = self.conn = None
         if conn is not None:
             conn.close()
         if process is not None:
+            if grace:
+                process.join(grace)
             if process.is_alive():
                 process.kill()
             process.join(5)
@@ -147,7 +152,8 @@ class _Slot:
                     with self.lock:
                         self.current = None
         finally:
-            self._stop_process()
+            # Retired (idle) or shut down (shutdown() killed it already).
+            self._stop_process(grace=1.0)
             self.pool._gone()
 
     def _run(self, future, payload, key):
