@@ -16,6 +16,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -166,3 +167,32 @@ def command_line(run, summary, json_path=None, **parameters):
     if failed is not None:
         sys.exit("FAILED:\n  " + "\n  ".join(report["failures"]))
     return report
+
+
+class RssSampler:
+    """Peak RSS of the instance every 20 ms; ``error`` if sampling failed
+    (the process is gone)."""
+
+    def __init__(self, zope):
+        self.zope = zope
+        self.peak = zope.rss()
+        self.error = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler",
+                                        daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            try:
+                self.peak = max(self.peak, self.zope.rss())
+            except (OSError, RuntimeError) as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)

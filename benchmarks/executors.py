@@ -18,12 +18,11 @@ import pathlib
 import re
 import sys
 import tempfile
-import threading
 import time
 
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
-from common import Checks, command_line, machine  # noqa: E402
+from common import Checks, RssSampler, command_line, machine  # noqa: E402
 from slow_upstream import SlowUpstream  # noqa: E402
 from zopeinstance import ZopeInstance  # noqa: E402
 
@@ -35,40 +34,12 @@ CRASH_PAGE = re.compile(
 PID_PAGE = re.compile(r"pid=(\d+) zope=(\d+)")
 
 
-class Sampler:
-    """Peak RSS of the instance every 20 ms; ``error`` if sampling failed."""
-
-    def __init__(self, zope):
-        self.zope = zope
-        self.peak = zope.rss()
-        self.error = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler",
-                                        daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(0.02):
-            try:
-                self.peak = max(self.peak, self.zope.rss())
-            except (OSError, RuntimeError) as exc:
-                self.error = f"{type(exc).__name__}: {exc}"
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
-
-
 def asyncio_fanout(zope, upstream, n, delay, checks):
     status, body = zope.get(f"/@@async-fanout?n=5&port={upstream.port}&delay=0.05")
     checks.expect((status, body) == (200, '{"ok": 5, "n": 5}'),
                   f"asyncio: warm-up answered {status} {body[:200]!r}")
     threads, rss = zope.thread_count(), zope.rss()
-    with Sampler(zope) as sampler:
+    with RssSampler(zope) as sampler:
         start = time.monotonic()
         status, body = zope.get(
             f"/@@async-fanout?n={n}&port={upstream.port}&delay={delay:g}",

@@ -16,46 +16,16 @@ import http.client
 import pathlib
 import sys
 import tempfile
-import threading
 import time
 
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
-from common import Checks, command_line, machine  # noqa: E402
+from common import Checks, RssSampler, command_line, machine  # noqa: E402
 from futures_testapp.views import pattern  # noqa: E402
 from zopeinstance import ZopeInstance  # noqa: E402
 
 
 CHUNK = 65536
-
-
-class RssSampler:
-    """Peak RSS of the instance every 20 ms; ``error`` if sampling failed
-    (the process is gone)."""
-
-    def __init__(self, zope):
-        self.zope = zope
-        self.peak = zope.rss()
-        self.error = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler",
-                                        daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(0.02):
-            try:
-                self.peak = max(self.peak, self.zope.rss())
-            except (OSError, RuntimeError) as exc:
-                self.error = f"{type(exc).__name__}: {exc}"
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
 
 
 def run(mib=1024, threads=2):
