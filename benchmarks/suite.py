@@ -74,15 +74,18 @@ CONFIGS = (
            extra=(("resume_slots", "0"),), only=(64, 256)),
 )
 
-#: Settings of the collective.futures instances. The thread executor is
-#: sized for the largest C measured (the default, 32, would cap the thread
-#: executor and the stream iterator at 32 / L requests per second).
-#: Sized for C up to 512: the thread executor (max_workers) and the stream
-#: pool (max_streams; past it a stream is answered 503) hold one thread per
-#: slow request at once.
+#: Settings of the collective.futures instances, sized for the largest C
+#: measured: the thread executor (max_workers) and the stream pool
+#: (max_streams) hold a thread per slow request; with the defaults (32 and
+#: 64) they would top out at 32 / L requests per second, and streams past 64
+#: would be answered 503.
 FUTURES_CONFIG = {"max_workers": "512", "max_streams": "512",
                   "asyncio_max_concurrency": "2000", "timeout": "60"}
-SERVER_EXTRA = "connection_limit = 4000\nbacklog = 4096"
+#: waitress settings of every instance. asyncore_use_poll: waitress's
+#: default select() loop dies (ValueError, exit 1) at the first descriptor
+#: numbered 1024 or more, and a suspended request holds two (its client's
+#: and its upstream's): at C = 512 the asyncio configuration crashed.
+SERVER_EXTRA = "connection_limit = 4000\nbacklog = 4096\nasyncore_use_poll = true"
 
 #: The other benchmarks whose figures the README publishes: report key ->
 #: (module with run(), the full run's parameters (the README's), --quick's
