@@ -75,7 +75,8 @@ class BoundedPool(concurrent.futures.Executor):
         return fn, args, kwargs
 
     def _start_worker(self, number):
-        """Start a worker; return its thread (called with the lock held)."""
+        """Start worker ``number``; return ``(thread, worker)``, its thread
+        and what the subclass keeps of it (called with the lock held)."""
         raise NotImplementedError
 
     def submit(self, fn, /, *args, **kwargs):
