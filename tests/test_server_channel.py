@@ -21,7 +21,8 @@ class FakeServer:
     pull_trigger, and the map of active channels."""
 
     def __init__(self):
-        self.adj = Adjustments(threads=2)
+        # clear_untrusted_proxy_headers: waitress 2.0 warns without it.
+        self.adj = Adjustments(threads=2, clear_untrusted_proxy_headers=True)
         self.active_channels = {}
         self.tasks = []
         self.queued = threading.Event()
