@@ -59,15 +59,24 @@ def test_a_promise_calls_fn_with_its_arguments():
         promise.key = "other"
 
 
-def test_a_promise_name_without_qualname():
+def test_a_promise_name_without_qualname_is_never_its_repr():
+    # repr() would be a new metrics label per object, and can carry
+    # arguments: a callable object is named after its class, a partial
+    # after its function, whatever their repr says.
     class Callable:
         def __call__(self):
             return 1
 
         def __repr__(self):
-            return "<callable>"
+            return "<callable password=hunter2>"
 
-    assert Promise("k", Callable()).name == "<callable>"
+    import functools
+    name = Promise("k", Callable()).name
+    assert name.endswith(".<locals>.Callable") and "hunter2" not in name
+    partial = functools.partial(fn, password="hunter2")
+    assert Promise("k", partial).name == "fn"
+    assert Promise("k", functools.partial(partial, 1)).name == "fn"
+    assert "hunter2" in repr(partial)  # the control: repr would leak it
 
 
 @pytest.mark.parametrize("error, kind", [

@@ -286,3 +286,42 @@ def test_outcomes_are_stamped_with_executor_and_time():
     assert (outcome.executor, outcome.seconds, outcome.kind) == (
         "threads", 1.5, "completed")
     assert round_.wait(0) is True
+
+
+def test_metrics_labels_are_bounded_and_carry_no_argument():
+    # 100 requests, each with a partial (or a callable object) bound to
+    # other arguments, a secret among them: one duration label each kind,
+    # named after the function, and no argument in any output.
+    import functools
+    from collective.futures.core.metrics import prometheus
+
+    def fetch(url, password):
+        return url
+
+    class Fetcher:
+        def __call__(self):
+            return 1
+
+    metrics = Metrics()
+    for i in range(100):
+        executor = ManualExecutor()
+        Round({"a": Promise("a", functools.partial(fetch, f"u{i}", "hunter2")),
+               "b": Promise("b", Fetcher())},
+              submitter(executor), ManualSchedule(), deadline=10.0,
+              timeout=10.0, metrics=metrics).start()
+        executor.run(0)
+        executor.run(1)
+
+    class Runtime:  # what a snapshot reads of the runtime
+        shared = type("S", (), {"executions": 0, "joined": 0, "cache_hits": 0})
+
+        def executor_gauges(self):
+            return {}
+
+    data = metrics.snapshot(Runtime())
+    assert sorted(data["durations"]) == [
+        "test_metrics_labels_are_bounded_and_carry_no_argument.<locals>.Fetcher",
+        "test_metrics_labels_are_bounded_and_carry_no_argument.<locals>.fetch"]
+    assert all(h["count"] == 100 for h in data["durations"].values())
+    text = prometheus(data)
+    assert "hunter2" not in text and "u42" not in text

@@ -5,6 +5,7 @@ API), read by the executors' threads and the round.
 """
 
 import dataclasses
+import functools
 import typing
 
 from ..exceptions import (
@@ -36,9 +37,20 @@ class Promise:
 
     @property
     def name(self):
-        """A readable name of the function, for logs."""
-        fn = self.fn
-        return getattr(fn, "__qualname__", None) or repr(fn)
+        """The function's name, for logs and metrics: see :func:`name_of`."""
+        return name_of(self.fn)
+
+
+def name_of(fn):
+    """The qualified name of the function ``fn`` calls: never ``repr``,
+    which can carry arguments (a ``functools.partial`` shows them, a
+    password included) and differs for every object (one metrics label
+    per request). A partial is named after its function, a callable object
+    after its class."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else type(fn).__qualname__
 
 
 @dataclasses.dataclass(frozen=True)

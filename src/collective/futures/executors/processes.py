@@ -19,6 +19,7 @@ import signal
 import threading
 import traceback
 
+from ..core.promise import name_of
 from ..exceptions import WorkerProcessDiedError
 from .base import BoundedPool
 
@@ -72,7 +73,7 @@ class PickledCall:
     def __init__(self, fn, args=(), kwargs=None, name=None):
         self.data = dumps_call(fn, args, kwargs or {})
         #: What the logs call it (the promise's key).
-        self.name = name or getattr(fn, "__qualname__", None) or repr(fn)
+        self.name = name or name_of(fn)
 
     def __call__(self):
         fn, args, kwargs = pickle.loads(self.data)
@@ -219,7 +220,7 @@ class ProcessExecutor(BoundedPool):
         if isinstance(fn, PickledCall) and not args and not kwargs:
             return fn.data, fn.name
         return (dumps_call(fn, args, kwargs),
-                getattr(fn, "__qualname__", None) or repr(fn))
+                name_of(fn))
 
     def _start_worker(self, number):
         slot = _Slot(self, number)
