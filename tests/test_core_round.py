@@ -325,3 +325,36 @@ def test_metrics_labels_are_bounded_and_carry_no_argument():
     assert all(h["count"] == 100 for h in data["durations"].values())
     text = prometheus(data)
     assert "hunter2" not in text and "u42" not in text
+
+
+@pytest.mark.parametrize("raised", [SystemExit(3), KeyboardInterrupt(),
+                                    GeneratorExit()],
+                         ids=["SystemExit", "KeyboardInterrupt", "GeneratorExit"])
+def test_a_base_exception_from_a_promise_becomes_its_failure(raised):
+    # result() re-raises the outcome's error in the next pass: a
+    # BaseException would escape ZPublisher and waitress and leave the
+    # request unanswered. It becomes an Exception, with the cause kept.
+    from collective.futures.exceptions import FutureAbortedError
+
+    executor, schedule, done = ManualExecutor(), ManualSchedule(), []
+    make_round(executor, schedule, done.append, a=lambda: 1, b=lambda: 2).start()
+    # As the thread executor's catch-all stores it: in the future.
+    future = executor.calls[0][0]
+    future.set_running_or_notify_cancel()
+    future.set_exception(raised)
+    executor.run(1)
+    error = done[0]["a"].error
+    assert isinstance(error, FutureAbortedError) and isinstance(error, Exception)
+    assert error.__cause__ is raised
+    assert done[0]["a"].kind == "failed" and done[0]["b"].value == 2
+    with pytest.raises(FutureAbortedError, match=type(raised).__name__):
+        done[0]["a"].unwrap()
+
+
+def test_a_promise_that_cancels_itself_settles_at_once():
+    # A coroutine raising CancelledError cancels its own future: that is
+    # its outcome now, not a timeout at the deadline.
+    executor, schedule, done = ManualExecutor(), ManualSchedule(), []
+    make_round(executor, schedule, done.append, a=lambda: 1).start()
+    executor.calls[0][0].cancel()
+    assert len(done) == 1 and done[0]["a"].kind == "cancelled"

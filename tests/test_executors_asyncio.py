@@ -172,3 +172,25 @@ def test_shutdown_can_cancel_running_tasks():
     assert started.wait(5)
     executor.shutdown(wait=True, cancel_futures=True)
     assert seen == ["finally"] and future.cancelled()
+
+
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
+def test_a_coroutine_cannot_stop_the_loop(raised):
+    # Raised out of a task, SystemExit and KeyboardInterrupt stop the
+    # event loop: every later promise failed with 'Event loop is closed'.
+    # They are this promise's failure; the loop goes on.
+    from collective.futures.exceptions import FutureAbortedError
+
+    executor = AsyncioExecutor()
+    try:
+        async def abort():
+            raise raised("from a coroutine")
+
+        async def fine():
+            return "still running"
+
+        with pytest.raises(FutureAbortedError, match=raised.__name__):
+            executor.submit(abort).result(5)
+        assert executor.submit(fine).result(5) == "still running"
+    finally:
+        executor.shutdown()

@@ -194,6 +194,17 @@ def test_uncaught_promise_exception_is_an_error_response(zope):
     assert "PLACEHOLDER" not in body
 
 
+@pytest.mark.parametrize("name", ["SystemExit", "KeyboardInterrupt",
+                                  "GeneratorExit"])
+def test_a_promise_raising_a_base_exception_gets_its_request_answered(zope, name):
+    # On c8bbd45 result() re-raised it in pass 2: it escaped ZPublisher and
+    # waitress, and the request was never answered (the client hung).
+    status, body = zope.get(f"/@@base-exception-promise?raise={name}")
+    assert (status, body) == (
+        200, f"aborted: promise 'abort' raised {name}: from a promise")
+    assert zope.get("/@@plain")[0] == 200  # and the server serves on
+
+
 def test_dependent_lookups_take_another_pass(zope):
     status, body = zope.get("/@@dependent?depth=2")
     assert (status, body) == (

@@ -153,6 +153,22 @@ class UncaughtError(View):
         return futures.resultOrSubmit("boom", "PLACEHOLDER", failing, "uncaught")
 
 
+def base_exception(name):
+    """A promise that raises a BaseException that is no Exception."""
+    raise {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt,
+           "GeneratorExit": GeneratorExit}[name]("from a promise")
+
+
+class BaseExceptionPromise(View):
+    def __call__(self):
+        name = self.request.form.get("raise", "SystemExit")
+        try:
+            return futures.resultOrSubmit("abort", "PLACEHOLDER",
+                                          base_exception, name)
+        except futures.FutureAbortedError as exc:
+            return f"aborted: {exc}"
+
+
 class Timeout(View):
     def __call__(self):
         try:

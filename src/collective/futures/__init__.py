@@ -16,6 +16,7 @@ import importlib
 from .exceptions import (
     ConfigurationError,
     ExecutorFullError,
+    FutureAbortedError,
     FutureAlreadyResolvedError,
     FutureCancelledError,
     FutureNotResolvedError,
@@ -74,6 +75,7 @@ __all__ = [
     "FutureAlreadyResolvedError",
     "FutureTimeoutError",
     "FutureCancelledError",
+    "FutureAbortedError",
     "TooManyPassesError",
     "NoRequestError",
     "ReplayImpossibleError",

@@ -54,6 +54,16 @@ class FutureCancelledError(FuturesException, concurrent.futures.CancelledError):
     """
 
 
+class FutureAbortedError(FuturesException):
+    """The promise raised a BaseException that is not an Exception
+    (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``): it is
+    reported as this error, with the original as its ``__cause__``, so it
+    can stop neither the request nor the server.
+
+    Treat it as the promise's failure; fix the promise.
+    """
+
+
 class TooManyPassesError(FuturesException):
     """The request submitted promises in more passes than ``max_passes``
     allows.

@@ -15,7 +15,8 @@ import time
 
 from zope.interface import implementer
 
-from ..exceptions import FutureCancelledError, FutureTimeoutError
+from ..exceptions import (
+    FutureAbortedError, FutureCancelledError, FutureTimeoutError)
 from ..interfaces import IDetachedJob
 from .promise import Outcome
 
@@ -94,8 +95,21 @@ class Round:
 
     def _future_done(self, key, future):
         if future.cancelled():
-            return  # settled by whoever cancelled it
+            # Cancelled by this round (then already settled: a no-op), or
+            # by the promise itself (a coroutine raising CancelledError):
+            # that is its outcome, now, not a timeout later.
+            self._settle(key, Outcome(error=FutureCancelledError(
+                f"promise {key!r} was cancelled")))
+            return
         error = future.exception()
+        if error is not None and not isinstance(error, Exception):
+            # Re-raised by result() in the next pass, a BaseException would
+            # escape every handler up to the server and leave the request
+            # unanswered: it becomes this promise's failure.
+            aborted = FutureAbortedError(
+                f"promise {key!r} raised {type(error).__name__}: {error}")
+            aborted.__cause__ = error
+            error = aborted
         outcome = Outcome(error=error) if error is not None else Outcome(
             value=future.result())
         self._settle(key, outcome)

@@ -17,7 +17,7 @@ import threading
 
 from zope.interface import implementer
 
-from ..exceptions import ExecutorFullError
+from ..exceptions import ExecutorFullError, FutureAbortedError
 from ..interfaces import IBoundedExecutor
 
 
@@ -136,6 +136,11 @@ class AsyncioExecutor(concurrent.futures.Executor):
                 if inspect.isawaitable(result):
                     result = await result
                 return result
+            except (SystemExit, KeyboardInterrupt) as exc:
+                # Raised out of a task, these stop the loop itself, and
+                # every later promise on it: they become this one's failure.
+                raise FutureAbortedError(
+                    f"a coroutine raised {type(exc).__name__}: {exc}") from exc
             finally:
                 self._running -= 1
 
