@@ -4,6 +4,7 @@ cancellation."""
 
 import concurrent.futures
 import json
+import os
 import re
 import time
 
@@ -50,6 +51,30 @@ def test_a_thousand_asyncio_promises_take_about_one_second(zope, upstream):
     assert zope.thread_count() == threads_before
     names = json.loads(zope.get("/@@threads")[1])
     assert names.count("collective.futures-asyncio") == 1
+
+
+def open_descriptors(zope):
+    return len(os.listdir(f"/proc/{zope.pid}/fd"))
+
+
+def test_descriptors_past_1023_do_not_stop_the_server(zope, upstream):
+    # One request holding 1,100 upstream connections pushes every new
+    # descriptor past 1023. waitress's stock select() loop died there
+    # (ValueError, exit 1, every request lost); the package's servers poll.
+    from zopeinstance import _more_file_descriptors
+    _more_file_descriptors()  # the upstream, in this process, holds 1,100 too
+    n = 1100
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        fan_out = pool.submit(
+            zope.get, f"/@@async-fanout?n={n}&port={upstream.port}&delay=3",
+            timeout=60)
+        wait_for(lambda: open_descriptors(zope) > 1024, timeout=20,
+                 message="the fan-out to hold its upstream connections")
+        # A new connection: its descriptor is numbered past 1023.
+        assert zope.get("/@@plain")[0] == 200
+        status, body = fan_out.result(60)
+    assert (status, json.loads(body)) == (200, {"ok": n, "n": n})
+    assert zope.process.poll() is None
 
 
 def test_a_dying_worker_process_fails_only_its_promise(zope):

@@ -137,16 +137,28 @@ def test_each_resumed_request_releases_its_fairness_slot_once(served):
              message="the server to close the three connections")
 
 
+def poll_default(**options):
+    # clear_untrusted_proxy_headers: waitress 2.0 warns without it.
+    return internals.Adjustments(clear_untrusted_proxy_headers=True,
+                                 **options).asyncore_use_poll
+
+
 def test_install_and_uninstall():
     server_class = internals.BaseWSGIServer
     assert server_class.channel_class is internals.HTTPChannel
+    assert poll_default() is False  # stock
     try:
         assert glue.install() is True
         assert server_class.channel_class is FuturesChannel
+        # select() dies past descriptor 1023: the package's servers poll,
+        # unless the configuration says otherwise.
+        assert poll_default() is True
+        assert poll_default(asyncore_use_poll=False) is False
         assert glue.install() is True  # idempotent
     finally:
         glue.uninstall()
     assert server_class.channel_class is internals.HTTPChannel
+    assert poll_default() is False
 
 
 def test_install_refuses_a_channel_class_replaced_by_someone_else(caplog):

@@ -1,7 +1,7 @@
 """waitress glue: serve suspendable requests.
 
 :func:`install` makes every waitress server created afterwards in this
-process use :class:`~.channel.FuturesChannel`. Zope's ``runwsgi`` loads the
+process use :class:`~.channel.FuturesChannel` and a ``poll()`` main loop. Zope's ``runwsgi`` loads the
 application (and so Zope's startup, where this is called) before it creates
 the server, which is why the stock ``zope.ini`` needs no change.
 """
@@ -13,9 +13,13 @@ from . import internals
 
 logger = logging.getLogger("collective.futures")
 
+#: waitress's own default, for uninstall().
+_STOCK_USE_POLL = internals.Adjustments.asyncore_use_poll
+
 
 def install():
-    """Use FuturesChannel for waitress servers created from now on.
+    """Use FuturesChannel, and a poll() main loop unless zope.ini says
+    otherwise, for waitress servers created from now on.
 
     Returns True when installed (or already installed); False, with a
     warning logged, when this waitress is not one the glue supports or
@@ -42,9 +46,18 @@ def install():
     # attribute and runwsgi creates the server after the app is loaded,
     # with no hook in between. One attribute, set once.
     server_class.channel_class = FuturesChannel
+    # The second and last patch, for the same reason (internals.py, point
+    # 10): a detached request keeps its connection, and usually an upstream
+    # one, while no worker holds it, so this server holds far more
+    # descriptors than its threads suggest; waitress's default select()
+    # loop dies (ValueError, the process exits) at the first descriptor
+    # numbered 1024 or more, whatever ulimit -n says. poll() has no such
+    # limit. An asyncore_use_poll given in zope.ini still decides.
+    internals.Adjustments.asyncore_use_poll = True
     return True
 
 
 def uninstall():
     """Undo :func:`install` (for tests and embedding)."""
     internals.BaseWSGIServer.channel_class = internals.HTTPChannel
+    internals.Adjustments.asyncore_use_poll = _STOCK_USE_POLL

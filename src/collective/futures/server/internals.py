@@ -39,9 +39,15 @@ release that moves any of it fails loudly instead of hanging requests.
    ``for`` loop in its own frame), after ``start_response`` and before any
    write, and closes it in a ``finally``; a BaseException raised by the first
    ``__next__`` leaves the task unfinished and ``requests[0]`` held.
+10. ``BaseWSGIServer.run()`` hands ``adj.asyncore_use_poll`` to the main
+    loop, which then uses ``poll()`` instead of ``select()``; the defaults
+    of ``waitress.adjustments.Adjustments`` are class attributes, so one
+    set before the server is created is that server's default (an option
+    given in zope.ini still wins).
 """
 
 import waitress
+import waitress.adjustments
 import waitress.channel
 import waitress.server
 import waitress.task
@@ -59,13 +65,15 @@ HTTPChannel = waitress.channel.HTTPChannel
 ClientDisconnected = waitress.channel.ClientDisconnected
 WSGITask = waitress.task.WSGITask
 BaseWSGIServer = waitress.server.BaseWSGIServer
+Adjustments = waitress.adjustments.Adjustments
 
 _REQUIRED = (
     (HTTPChannel, ("service", "readable", "handle_read", "handle_close",
                    "task_class", "received")),
     (WSGITask, ("get_environment", "execute", "service", "write", "finish",
                 "build_response_header")),
-    (BaseWSGIServer, ("channel_class", "add_task", "pull_trigger")),
+    (BaseWSGIServer, ("channel_class", "add_task", "pull_trigger", "run")),
+    (Adjustments, ("asyncore_use_poll",)),
 )
 
 
