@@ -447,6 +447,19 @@ def test_the_request_log_line(caplog):
     assert h.outcome() == "complete"
 
 
+def test_the_request_log_line_is_one_line_whatever_the_path(caplog):
+    h = Harness(result=b"12345")
+    h.task.request.path = "/export\nINFO [collective.futures.requests] GET /x"
+    h.start()
+    with caplog.at_level(logging.INFO, "collective.futures.requests"):
+        h.run_fn()
+    [record] = [r for r in caplog.records
+                if r.name == "collective.futures.requests"]
+    assert "\n" not in record.getMessage()
+    assert record.getMessage().startswith(
+        "GET /export\\nINFO [collective.futures.requests] GET /x: stream ")
+
+
 # waiting for room in waitress's output buffer
 
 def test_room_below_the_high_water_mark_at_once():

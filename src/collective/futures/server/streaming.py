@@ -20,6 +20,7 @@ import time
 from zope.interface import implementer
 
 from ..core.body import error_prepared, unavailable
+from ..core.printable import printable
 from ..interfaces import IDetachedJob
 from ..runtime import get_runtime
 from ..sandbox import promise_context
@@ -235,7 +236,8 @@ class StreamJob:
         task = self.task
         request_log.info(
             "%s %s: stream %s %s: %s, %d bytes in %.3fs",
-            task.request.command, task.request.path, self.stream.name,
+            printable(task.request.command), printable(task.request.path),
+            self.stream.name,
             self.stream.promise.executor, outcome, self.sent,
             time.monotonic() - self.started)
         self.on_done(self)

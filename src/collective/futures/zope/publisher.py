@@ -36,6 +36,7 @@ from ZPublisher.interfaces import IPubBeforeCommit, IPubFailure, IPubSuccess
 from ZPublisher.pubevents import PubBeforeAbort, PubFailure
 
 from ..core.body import unavailable
+from ..core.printable import printable
 from ..exceptions import ReplayImpossibleError, TooManyPassesError
 from ..interfaces import STATE_KEY, SUSPEND_KEY, SuspendRequest
 from ..runtime import get_runtime
@@ -109,8 +110,9 @@ def _end_pass(event):
             suspending = False  # run this request's promises in its worker
         else:
             runtime.metrics.request_rejected()
-            logger.warning("503 for %s %s: %s", request.get("REQUEST_METHOD"),
-                           request.get("PATH_INFO"), refusal)
+            logger.warning("503 for %s %s: %s",
+                           printable(request.get("REQUEST_METHOD")),
+                           printable(request.get("PATH_INFO")), refusal)
             raise _service_unavailable(refusal, settings.retry_after)
     if suspending:
         _log_mode_once("suspend", request)
@@ -143,10 +145,13 @@ def _request_done(event):
     else:
         outcome = event.exc_info[0].__name__
     get_runtime().metrics.request_done(state.passes, outcome)
+    # The path and the keys come from the client: escaped, one line.
     request_log.info(
         "%s %s: %s after %d passes in %.3fs; promises: %s",
-        request.get("REQUEST_METHOD"), request.get("PATH_INFO"), outcome,
-        state.passes, time.monotonic() - state.started, state.summary())
+        printable(request.get("REQUEST_METHOD")),
+        printable(request.get("PATH_INFO")), outcome,
+        state.passes, time.monotonic() - state.started,
+        printable(state.summary(), limit=4000))
 
 
 def _suspend(request, state):
