@@ -9,7 +9,7 @@ import procfuncs
 from collective import futures
 from collective.futures.api import make_promise
 from collective.futures.core.promise import Outcome
-from collective.futures.interfaces import STATE_KEY
+from collective.futures.interfaces import STATE_ATTRIBUTE, STATE_KEY
 
 
 def fn(*args, **kwargs):
@@ -17,7 +17,7 @@ def fn(*args, **kwargs):
 
 
 def state_of(request):
-    return request.environ[STATE_KEY]
+    return getattr(request, STATE_ATTRIBUTE)
 
 
 def test_submit_records_a_promise_with_its_arguments(request_):
@@ -29,6 +29,8 @@ def test_submit_records_a_promise_with_its_arguments(request_):
 def test_state_is_kept_where_a_retry_finds_it(request_):
     futures.submit("k", fn)
     assert request_._orig_env[STATE_KEY] is state_of(request_)
+    # ...and not where restricted code can read it.
+    assert STATE_KEY not in request_.environ
 
 
 def test_result_not_submitted(request_):

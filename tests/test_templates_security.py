@@ -109,3 +109,29 @@ def test_trusted_code_cannot_hand_a_promise_the_request_or_the_database(zope):
         "TypeError: collective.futures.submit(): fn is a method of a view")
     assert zope.get("/@@persistent-argument")[1].startswith(
         "TypeError: collective.futures.submit(): an argument is a persistent object")
+
+
+def test_restricted_code_cannot_read_or_replace_the_futures_state(zope):
+    # On c8bbd45 the state was in request.environ: a through-the-web
+    # template could read it (every result, trusted keys included) and
+    # replace it, or set it to None so that the pass with its placeholder
+    # was published. It lives where restricted code cannot reach it now.
+    add_template(zope, "ttw_state", (
+        '<p tal:define="f nocall:context/@@futures; '
+        "v python: f.resultOrSubmit('k', 'PLACEHOLDER', 'upper', 'mine'); "
+        "seen python: repr(request.environ.get('collective.futures.state')); "
+        "gone python: request.environ.update({'collective.futures.state': None})\" "
+        "tal:content=\"python: '%s|%s' % (v, seen)\">x</p>"))
+    # The positive control and the check in one: the result is rendered
+    # (the promise ran, the placeholder pass was not published) and the
+    # template saw no state.
+    assert zope.get("/ttw_state") == (200, "<p>MINE|None</p>")
+    # The request's own attributes are out of reach too.
+    for expression in ("request._collective_futures_state",
+                       "request['_orig_env']"):
+        add_template(zope, "ttw_attr", (
+            f'<p tal:content="python: repr({expression})">x</p>'))
+        status, body = zope.get("/ttw_attr")
+        assert "RequestFutures" not in body and "upper" not in body, expression
+        zope.request("/manage_delObjects?ids=ttw_attr",
+                     headers=zope.admin_headers())

@@ -8,7 +8,7 @@ from ZPublisher.interfaces import IPubSuccess
 
 from collective.futures.core.promise import Outcome
 from collective.futures.core.state import RequestFutures
-from collective.futures.interfaces import STATE_KEY
+from collective.futures.interfaces import STATE_ATTRIBUTE
 from collective.futures.zope import publisher
 
 
@@ -19,7 +19,8 @@ class FakeResponse:
 
 class FakeRequest:
     def __init__(self, path, state):
-        self.environ = {STATE_KEY: state}
+        self.environ = {}
+        setattr(self, STATE_ATTRIBUTE, state)
         self.values = {"REQUEST_METHOD": "GET", "PATH_INFO": path}
         self.response = FakeResponse()
 

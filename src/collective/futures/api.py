@@ -19,7 +19,7 @@ from .exceptions import (
     NoRequestError,
 )
 from .executors.processes import PickledCall
-from .interfaces import STATE_KEY
+from .interfaces import STATE_ATTRIBUTE, STATE_KEY
 from .runtime import get_runtime
 from . import sandbox
 
@@ -28,17 +28,24 @@ _marker = object()
 
 
 def futures_for(request):
-    """The :class:`IRequestFutures` of ``request``, created on first use."""
-    environ = request.environ
-    state = environ.get(STATE_KEY)
+    """The :class:`IRequestFutures` of ``request``, created on first use.
+
+    Kept where restricted code cannot reach it: on the request under a
+    name that starts with an underscore, and in the environ the request
+    was made from (``_orig_env``), which ``request.retry()`` (ConflictError,
+    replay) uses for the next attempt. Not in ``request.environ``, which
+    through-the-web code can read and change.
+    """
+    state = getattr(request, STATE_ATTRIBUTE, None)
     if state is None:
-        state = environ[STATE_KEY] = RequestFutures()
-        # request.retry() (ConflictError, replay) rebuilds the request from
-        # the environ it was given, not from request.environ (a copy): keep
-        # the state there too so the next attempt finds the results.
         original = getattr(request, "_orig_env", None)
         if original is not None:
-            original[STATE_KEY] = state
+            state = original.get(STATE_KEY)
+        if state is None:
+            state = RequestFutures()
+            if original is not None:
+                original[STATE_KEY] = state
+        setattr(request, STATE_ATTRIBUTE, state)
     return state
 
 

@@ -14,10 +14,17 @@ from zope.interface import Attribute, Interface
 
 # WSGI environ keys
 
-#: The :class:`IRequestFutures` of a client request. Set by the API on the
-#: first ``submit``; carried from pass to pass by the server (suspend mode)
-#: or by ``request.retry()`` (wait mode, through ``_orig_env``).
+#: The :class:`IRequestFutures` of a client request, in the environ the
+#: server gives the application: set by the server for a resumed pass
+#: (suspend mode), or by the API in the request's ``_orig_env`` for
+#: ``request.retry()`` (wait mode). At ``IPubStart`` the publisher glue
+#: moves it to the request (:data:`STATE_ATTRIBUTE`) and removes it from
+#: ``request.environ``, which restricted code can read and change.
 STATE_KEY = "collective.futures.state"
+
+#: Where the publisher keeps a request's :class:`IRequestFutures` while it
+#: is published: an attribute restricted code cannot name (underscore).
+STATE_ATTRIBUTE = "_collective_futures_state"
 
 #: Set by a server that can suspend a request between passes (the waitress
 #: task); its value names the server. Without it a pass waits and replays.

@@ -38,7 +38,7 @@ from ZPublisher.pubevents import PubBeforeAbort, PubFailure
 from ..core.body import unavailable
 from ..core.printable import printable
 from ..exceptions import ReplayImpossibleError, TooManyPassesError
-from ..interfaces import STATE_KEY, SUSPEND_KEY, SuspendRequest
+from ..interfaces import STATE_ATTRIBUTE, STATE_KEY, SUSPEND_KEY, SuspendRequest
 from ..runtime import get_runtime
 from ..stream import AsyncWorkerStreamIterator
 from .replay import make_body_replayable
@@ -78,8 +78,16 @@ def pass_started(event):
     request = event.request
     if not request.environ.get(SUSPEND_KEY):
         make_body_replayable(request)
-    state = request.environ.get(STATE_KEY)
+    # What restricted code can read of the environ must not carry the
+    # state (it could read every result, or replace the state): from here
+    # on it lives on the request. request.environ is a copy of _orig_env
+    # (unless the request was made with clean=1, as some test tools do).
+    original = getattr(request, "_orig_env", None) or {}
+    state = original.get(STATE_KEY)
+    if request.environ is not original:
+        request.environ.pop(STATE_KEY, None)
     if state is not None:
+        setattr(request, STATE_ATTRIBUTE, state)
         state.begin_pass()
 
 
@@ -90,7 +98,7 @@ def _end_pass(event):
             _request_done(event)
         return
     request = event.request
-    state = request.environ.get(STATE_KEY)
+    state = getattr(request, STATE_ATTRIBUTE, None)
     if state is None or not state.pending:
         body = getattr(request.response, "body", None)
         if isinstance(body, AsyncWorkerStreamIterator):
@@ -137,7 +145,7 @@ def _request_done(event):
     """The last pass of a request that used futures is over: one log line,
     and the metrics."""
     request = event.request
-    state = request.environ.get(STATE_KEY)
+    state = getattr(request, STATE_ATTRIBUTE, None)
     if state is None or not state.rounds:
         return
     if IPubSuccess.providedBy(event):
