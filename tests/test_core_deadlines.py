@@ -119,3 +119,33 @@ def test_stop_ends_the_thread():
     assert alive()
     deadlines.stop()
     wait_for(lambda: not alive(), timeout=5, message="the deadline thread to end")
+
+
+def test_a_cancelled_handle_does_not_keep_its_callback_alive():
+    # A round's expiry is cancelled when the round ends, long before its
+    # time: the handle stays in the heap until then, and held the round,
+    # its promises and their results (10 MiB each in the issue) with it.
+    import gc
+    import weakref
+
+    clock = FakeClock()
+    deadlines = manual_deadlines(clock)
+
+    class Round:
+        def expire(self):
+            raise AssertionError("cancelled: never called")
+
+    round_ = Round()
+    alive = weakref.ref(round_)
+    handle = deadlines.call_at(30.0, round_.expire)
+    handle.cancel()
+    del round_
+    gc.collect()
+    assert alive() is None  # released now, not at t = 30 s
+    # The positive control: a live handle does keep its callback.
+    kept = Round()
+    live = weakref.ref(kept)
+    deadlines.call_at(30.0, kept.expire)
+    del kept
+    gc.collect()
+    assert live() is not None

@@ -140,7 +140,7 @@ def test_workers_start_on_demand_up_to_the_bound_and_the_rest_queue(make_pool):
     held.extend(pool.submit(release.wait, 5) for _ in range(3))
     assert (pool.threads, pool.running, pool.queued) == (2, 2, 3)
     with pytest.raises(futures.ExecutorFullError,
-                       match=r"3 promises already wait .*\(max_queue\)"):
+                       match=r"is full: 2 running, 3 waiting \(max_queue\)"):
         pool.submit(lambda: None)
     release.set()
     assert [f.result(5) for f in held] == [True] * 5
@@ -264,3 +264,20 @@ def test_threads_cannot_be_interrupted(make_pool):
 def test_a_bad_bound():
     with pytest.raises(ValueError, match="max_workers must be 1 or more"):
         ThreadExecutor(0)
+
+
+def test_cancelled_queued_work_does_not_count_against_the_bound(make_pool):
+    # A cancelled item stays in the queue until a worker would take it: it
+    # counted as waiting, and a soak saw spurious 503s for work nobody
+    # wanted any more.
+    pool = make_pool(1, max_queue=2)
+    running, release = started_and_held(pool)
+    queued = [pool.submit(lambda: 1) for _ in range(2)]
+    with pytest.raises(futures.ExecutorFullError):  # the control: full
+        pool.submit(lambda: 2)
+    for future in queued:
+        assert future.cancel()
+    assert pool.queued == 0
+    accepted = pool.submit(lambda: 3)
+    release.set()
+    assert accepted.result(5) == 3 and running.result(5) is True

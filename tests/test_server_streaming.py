@@ -301,6 +301,27 @@ def test_refuse_after_streaming_started_is_a_no_op():
     assert h.outcome() == "complete"
 
 
+def test_the_real_stream_pool_refuses_naming_max_streams_and_logs_it(caplog):
+    # The message named max_queue and "promises", and nothing was logged.
+    from collective.futures.executors.threads import ThreadExecutor
+
+    pool = ThreadExecutor(1, name="collective.futures-stream", max_queue=0,
+                          queue_setting="max_streams")
+    release = threading.Event()
+    try:
+        pool.submit(release.wait, 5)
+        h = Harness(pool=pool)
+        with caplog.at_level(logging.WARNING, "collective.futures"):
+            h.start()
+        assert h.task.sent_status == "503 Service Unavailable"
+        assert b"(max_streams)" in h.task.body
+        assert "refused with a 503" in caplog.text
+        assert "(max_streams)" in caplog.text
+    finally:
+        release.set()
+        pool.shutdown()
+
+
 def test_a_full_stream_pool_is_a_503_naming_it():
     class Full(ManualExecutor):
         def submit(self, fn, /, *args, **kwargs):

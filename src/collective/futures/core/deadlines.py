@@ -26,7 +26,11 @@ class DeadlineHandle:
         self.cancelled = False
 
     def cancel(self):
+        # The handle stays in the heap until its time comes; the callback
+        # (a round's expiry: the round, its promises, their results) must
+        # not stay alive with it.
         self.cancelled = True
+        self.callback = None
 
     def __lt__(self, other):
         return self.when < other.when
@@ -70,13 +74,14 @@ class Deadlines:
             now = self.clock()
             while self._heap and self._heap[0].when <= now:
                 handle = heapq.heappop(self._heap)
-                if not handle.cancelled:
-                    due.append(handle)
-        for handle in due:
+                callback = handle.callback
+                if not handle.cancelled and callback is not None:
+                    due.append(callback)
+        for callback in due:
             try:
-                handle.callback()
+                callback()
             except Exception:
-                logger.exception("deadline callback %r failed", handle.callback)
+                logger.exception("deadline callback %r failed", callback)
         return len(due)
 
     def _run(self):

@@ -180,7 +180,7 @@ class Runtime:
             if self._streams is None:
                 self._streams = ThreadExecutor(
                     self.settings.max_streams, name="collective.futures-stream",
-                    max_queue=0)
+                    max_queue=0, queue_setting="max_streams")
             return self._streams
 
     def _create(self, name):

@@ -29,15 +29,16 @@ class BoundedPool(concurrent.futures.Executor):
     (:meth:`_item`)."""
 
     runs_in = "threads"
-    #: The setting named when the queue is full.
-    queue_setting = "max_queue"
 
-    def __init__(self, max_workers, name, max_queue=None, idle_seconds=60.0):
+    def __init__(self, max_workers, name, max_queue=None, idle_seconds=60.0,
+                 queue_setting="max_queue"):
         if max_workers < 1:
             raise ValueError("max_workers must be 1 or more")
         self.max_workers = max_workers
         self.max_queue = max_queue
         self.name = name
+        #: The setting an ExecutorFullError names.
+        self.queue_setting = queue_setting
         self._idle_seconds = idle_seconds
         # One condition guards the queue, the workers and the idle count;
         # submit() and shutdown() notify it, idle workers wait on it.
@@ -62,7 +63,16 @@ class BoundedPool(concurrent.futures.Executor):
     @property
     def queued(self):
         with self._cv:
+            self._prune()
             return len(self._queue)
+
+    def _prune(self):
+        # Called with the lock held. A cancelled item is dropped when a
+        # worker takes it; until then it must not count as waiting (a
+        # request would be refused for work nobody wants).
+        if any(future.cancelled() for future, _ in self._queue):
+            self._queue = collections.deque(
+                item for item in self._queue if not item[0].cancelled())
 
     @property
     def running(self):
@@ -90,9 +100,12 @@ class BoundedPool(concurrent.futures.Executor):
             spare = self.max_workers - len(self._busy)
             if (self.max_queue is not None
                     and len(self._queue) - spare >= self.max_queue):
-                raise ExecutorFullError(
-                    f"{self.name}: {self.max_queue} promises already wait for "
-                    f"a worker ({self.queue_setting})")
+                # Cancelled items wait for nobody: drop them before refusing.
+                self._prune()
+                if len(self._queue) - spare >= self.max_queue:
+                    raise ExecutorFullError(
+                        f"{self.name} is full: {len(self._busy)} running, "
+                        f"{len(self._queue)} waiting ({self.queue_setting})")
             self._queue.append((future, item))
             if self._idle < len(self._queue) and (
                     len(self._workers) < self.max_workers):

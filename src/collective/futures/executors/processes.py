@@ -151,7 +151,10 @@ class _Slot:
                         future.set_exception(exc)
                 finally:
                     with self.lock:
-                        self.current = None
+                        self.current = self.stopped = None
+                # While this thread waits for the next call, it must not
+                # keep the last one's result alive.
+                del future, payload, key, taken
         finally:
             # Retired (idle) or shut down (shutdown() killed it already).
             self._stop_process(grace=1.0)
@@ -204,14 +207,14 @@ class ProcessExecutor(BoundedPool):
     processes, each fed by one thread of this process."""
 
     runs_in = "processes"
-    queue_setting = "process_max_queue"
 
     def __init__(self, max_workers=2, max_queue=100, start_method="forkserver",
                  name="collective.futures-process", idle_seconds=300.0):
         if start_method == "fork":
             raise ValueError("fork is unsafe in a threaded server")
         super().__init__(max_workers, name, max_queue=max_queue,
-                         idle_seconds=idle_seconds)
+                         idle_seconds=idle_seconds,
+                         queue_setting="process_max_queue")
         self.context = multiprocessing.get_context(start_method)
 
     def _item(self, fn, args, kwargs):

@@ -19,9 +19,9 @@ class ThreadExecutor(BoundedPool):
     queue, where ``Future.cancel()`` can still drop it."""
 
     def __init__(self, max_workers, name="collective.futures-worker",
-                 idle_seconds=60.0, max_queue=None):
+                 idle_seconds=60.0, max_queue=None, queue_setting="max_queue"):
         super().__init__(max_workers, name, max_queue=max_queue,
-                         idle_seconds=idle_seconds)
+                         idle_seconds=idle_seconds, queue_setting=queue_setting)
 
     def _start_worker(self, number):
         thread = threading.Thread(target=self._work, daemon=True,

@@ -68,6 +68,8 @@ class StreamJob:
         try:
             self._future = self.executor.submit(self._run)
         except Exception as exc:  # the stream pool is full, or shut down
+            logger.warning("stream %s refused with a 503: %s",
+                           self.stream.name, exc)
             self.refuse(str(exc))
         return self
 
