@@ -3,6 +3,7 @@ by a named thread; a dying worker fails only its call; interrupt() kills
 and replaces a process. Real processes (forkserver), bounded waits."""
 
 import pickle
+import os
 import threading
 import time
 
@@ -179,3 +180,28 @@ def test_shutdown_stops_the_processes_and_cancels_what_is_queued(tmp_path):
     with pytest.raises(futures.WorkerProcessDiedError, match="SIGKILL"):
         running.result(10)
     assert executor.processes == []
+
+
+def test_a_worker_ends_when_its_parent_does():
+    # The watch, without processes: a parent pid that changes, or a Zope
+    # pid that is gone, ends the worker (os._exit, patched here).
+    from unittest import mock
+    from collective.futures.executors import processes
+
+    exits = []
+
+    class Exit(Exception):
+        pass
+
+    def fake_exit(code):
+        exits.append(code)
+        raise Exit
+
+    with mock.patch.object(processes.os, "_exit", fake_exit), \
+            mock.patch.object(processes.time, "sleep", lambda s: None):
+        with mock.patch.object(processes.os, "getppid", lambda: 1):
+            with pytest.raises(Exit):
+                processes._watch_parent(os.getpid(), parent_pid=4242)
+        with pytest.raises(Exit):
+            processes._watch_parent(2**22 + 12345, parent_pid=os.getppid())
+    assert exits == [1, 1]

@@ -155,3 +155,40 @@ def test_process_work_past_its_deadline_is_stopped(tmp_path):
         assert re.search(r"0 abandoned .*, 1 stopped: pid", zope.log())
     finally:
         zope.stop()
+
+
+def test_worker_processes_do_not_outlive_zope(tmp_path):
+    # A worker process busy with a hung promise never reads its pipe, so it
+    # did not notice Zope dying, and lived on (an orphan of the forkserver).
+    import signal
+    zope = ZopeInstance(tmp_path / "z", product_config={
+        "timeout": "60", "process_workers": "1"}).create().start()
+    try:
+        worker = int(re.match(r"pid=(\d+)", zope.get("/@@process-pid")[1])[1])
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            hung = pool.submit(zope.get, "/@@process-pid?delay=60", timeout=90)
+            wait_for(lambda: zope.get("/@@futures-metrics", headers=zope.admin_headers())[1]
+                     .count('"running": 1'), timeout=10,
+                     message="the hung promise to run in the worker")
+            zope.stop(signal.SIGKILL)
+            with pytest.raises(Exception):
+                hung.result(30)  # the connection is gone with Zope
+    finally:
+        zope.stop()
+
+    def gone():
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return True
+        return _zombie(worker)
+
+    wait_for(gone, timeout=10, message=f"worker process {worker} to end")
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1].startswith("Z")
+    except FileNotFoundError:
+        return True

@@ -14,9 +14,11 @@ replaced. Processes start with ``forkserver`` or ``spawn``, never ``fork``
 
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
 import threading
+import time
 import traceback
 
 from ..core.promise import name_of
@@ -27,9 +29,27 @@ from .base import BoundedPool
 logger = logging.getLogger("collective.futures")
 
 
-def _child_main(conn):
+def _watch_parent(zope_pid, parent_pid, interval=1.0):
+    """In a worker process: end it when Zope is gone, even if its promise
+    hangs and never reads the pipe again (with forkserver the worker is the
+    forkserver's child, so Zope's death alone would leave it an orphan)."""
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent_pid:
+            os._exit(1)  # our parent (Zope, or its forkserver) is gone
+        try:
+            os.kill(zope_pid, 0)
+        except OSError:  # gone, or the pid now is someone else's
+            os._exit(1)
+
+
+def _child_main(conn, zope_pid=None):
     """A worker process: run pickled calls until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
+    if zope_pid is not None:
+        threading.Thread(target=_watch_parent, args=(zope_pid, os.getppid()),
+                         name="collective.futures-parent-watch",
+                         daemon=True).start()
     while True:
         try:
             payload = conn.recv_bytes()
@@ -100,7 +120,7 @@ class _Slot:
     def _start_process(self):
         parent, child = self.pool.context.Pipe()
         process = self.pool.context.Process(
-            target=_child_main, args=(child,), daemon=True,
+            target=_child_main, args=(child, os.getpid()), daemon=True,
             name=f"{self.pool.name}-{self.number}")
         process.start()
         child.close()
