@@ -205,3 +205,34 @@ def test_a_worker_ends_when_its_parent_does():
         with pytest.raises(Exit):
             processes._watch_parent(2**22 + 12345, parent_pid=os.getppid())
     assert exits == [1, 1]
+
+
+def test_an_interrupt_in_the_gap_before_the_call_is_recorded_stops_it(tmp_path):
+    # The deadline thread interrupts exactly when the worker thread has
+    # taken the call (the future is running) and not yet recorded it: no
+    # process to kill was found, the call ran in full, and a hung promise
+    # kept the only worker for good.
+    executor = ProcessExecutor(1, 1, "forkserver")
+    started = tmp_path / "started"
+    try:
+        interrupted = []
+        # Holding the pool's lock (re-entrant) keeps its worker thread from
+        # taking the call before the test has set the trap.
+        with executor._cv:
+            future = executor.submit(procfuncs.touch_then_sleep, str(started), 30)
+            original = future.set_running_or_notify_cancel
+
+            def running_then_interrupted():
+                running = original()
+                interrupted.append(executor.interrupt(future))  # in the gap
+                return running
+
+            future.set_running_or_notify_cancel = running_then_interrupted
+        with pytest.raises(futures.WorkerProcessDiedError, match="stopped"):
+            future.result(30)
+        assert interrupted == [True]
+        assert not started.exists()  # the call was never sent
+        # The worker is free for the next call.
+        assert executor.submit(procfuncs.square, 3).result(60) == 9
+    finally:
+        executor.shutdown()

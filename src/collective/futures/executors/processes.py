@@ -161,6 +161,9 @@ class _Slot:
                     continue
                 with self.lock:
                     self.current = future
+                if self.pool._stopped(future):  # see interrupt()
+                    with self.lock:
+                        self.stopped = future
                 try:
                     self._run(future, payload, key)
                 except Exception as exc:  # e.g. a process that cannot start
@@ -236,6 +239,8 @@ class ProcessExecutor(BoundedPool):
                          idle_seconds=idle_seconds,
                          queue_setting="process_max_queue")
         self.context = multiprocessing.get_context(start_method)
+        # Futures interrupted while running (guarded by _cv): see interrupt().
+        self._stop = set()
 
     def _item(self, fn, args, kwargs):
         # A PickledCall (how the runtime submits promises) was pickled when
@@ -250,16 +255,37 @@ class ProcessExecutor(BoundedPool):
         return slot.thread, slot
 
     def interrupt(self, future):
-        """Stop the process running ``future`` (it is replaced); True if
-        one was running it."""
+        """Stop the call of ``future`` if it runs (its process is killed
+        and replaced); True if it was running.
+
+        A worker thread takes the call (the future is running), then
+        records it as its current one. An interrupt in between found no
+        process to kill, and the call then ran in full. So the future is
+        first put in ``_stop``, then looked for among the current calls;
+        the worker thread records the call, then looks in ``_stop``:
+        whichever comes second sees the other.
+        """
+        if not future.running():
+            return False  # queued (cancel() drops it) or over
+        with self._cv:
+            self._stop.add(future)
+        future.add_done_callback(self._forget)
         with self._cv:
             slots = list(self._workers.values())
         for slot in slots:
             with slot.lock:
                 if slot.current is future:
                     slot.kill()
-                    return True
-        return False
+        return True
+
+    def _forget(self, future):
+        with self._cv:
+            self._stop.discard(future)
+
+    def _stopped(self, future):
+        """Was ``future``'s call interrupted before its thread recorded it?"""
+        with self._cv:
+            return future in self._stop
 
     @property
     def processes(self):
