@@ -194,3 +194,31 @@ def test_a_coroutine_cannot_stop_the_loop(raised):
         assert executor.submit(fine).result(5) == "still running"
     finally:
         executor.shutdown()
+
+
+def test_a_coroutine_that_blocks_the_loop_is_logged_by_name(caplog):
+    # time.sleep() in a coroutine stalls every asyncio promise; it went
+    # unnoticed. The watchdog logs it, naming the promise's task.
+    import logging
+    import time as time_module
+    from conftest import wait_for
+
+    executor = AsyncioExecutor(block_threshold=0.2)
+    try:
+        async def polite():
+            await asyncio.sleep(0.6)  # the control: waits without blocking
+            return "polite"
+
+        async def rude():
+            time_module.sleep(0.6)
+            return "rude"
+
+        with caplog.at_level(logging.WARNING, "collective.futures"):
+            assert executor.submit(polite).result(5) == "polite"
+            assert executor.blocked == 0 and "blocked" not in caplog.text
+            assert executor.submit(rude).result(5) == "rude"
+            wait_for(lambda: executor.blocked == 1, message="the block logged")
+        assert "the asyncio loop has been blocked for" in caplog.text
+        assert "rude" in caplog.text
+    finally:
+        executor.shutdown()

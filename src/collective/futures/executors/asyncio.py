@@ -1,8 +1,10 @@
 """The ``asyncio`` executor: one event loop in one named daemon thread.
 
-Runs on: the ``collective.futures-asyncio`` thread. ``submit`` may be called
-from any thread; it returns a ``concurrent.futures.Future`` whose
-``cancel()`` cancels the task on the loop, even while it runs.
+Runs on: the ``collective.futures-asyncio`` thread, watched by the
+``collective.futures-asyncio-watchdog`` thread (a blocked loop is logged).
+``submit`` may be called from any thread; it returns a
+``concurrent.futures.Future`` whose ``cancel()`` cancels the task on the
+loop, even while it runs.
 
 Waiting on the network costs a coroutine, not a thread: thousands of
 promises await at once, bounded by ``max_concurrency`` (a semaphore) and
@@ -14,9 +16,11 @@ import concurrent.futures
 import inspect
 import logging
 import threading
+import time
 
 from zope.interface import implementer
 
+from ..core.promise import name_of
 from ..exceptions import ExecutorFullError, FutureAbortedError
 from ..interfaces import IBoundedExecutor
 
@@ -33,10 +37,16 @@ class AsyncioExecutor(concurrent.futures.Executor):
     runs_in = "loop"
 
     def __init__(self, max_concurrency=1000, max_queue=10000,
-                 name="collective.futures-asyncio"):
+                 name="collective.futures-asyncio", block_threshold=1.0):
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self._name = name
+        #: Seconds the loop may run one step of a coroutine before the
+        #: watchdog logs that it is blocked, naming the task.
+        self.block_threshold = block_threshold
+        #: Times the loop was found blocked.
+        self.blocked = 0
+        self._stopping = threading.Event()
         # Guards the loop's creation and the count of submitted work.
         self._lock = threading.Lock()
         self._loop = None
@@ -107,6 +117,8 @@ class AsyncioExecutor(concurrent.futures.Executor):
             if not ready.wait(10):
                 raise RuntimeError(f"{self._name} did not start")
             self._loop = loop
+            threading.Thread(target=self._watch, args=(loop,),
+                             name=f"{self._name}-watchdog", daemon=True).start()
         return self._loop
 
     def submit(self, fn, /, *args, **kwargs):
@@ -128,7 +140,46 @@ class AsyncioExecutor(concurrent.futures.Executor):
         with self._lock:
             self._pending -= 1
 
+    def _watch(self, loop):
+        """The watchdog thread: a coroutine that blocks (``time.sleep``, a
+        blocking call) stalls every promise on the loop. Every half
+        threshold it asks the loop to note the time; if the loop has not
+        done so for longer than the threshold, it is blocked: logged once
+        per episode, with the task that holds it."""
+        beat = [time.monotonic()]
+
+        def stamp():
+            beat[0] = time.monotonic()
+
+        reported = False
+        while not self._stopping.is_set():
+            try:
+                loop.call_soon_threadsafe(stamp)
+            except RuntimeError:  # the loop is closed
+                return
+            # Why wait: the beat needs time to run; bounded, and woken by
+            # shutdown().
+            self._stopping.wait(self.block_threshold / 2)
+            lag = time.monotonic() - beat[0]
+            if lag <= self.block_threshold:
+                reported = False
+            elif not reported:
+                reported = True
+                self.blocked += 1
+                task = asyncio.current_task(loop)
+                logger.warning(
+                    "the asyncio loop has been blocked for %.1f s by %s: "
+                    "every asyncio promise waits meanwhile; a coroutine "
+                    "must not block (use await asyncio.sleep(), or run "
+                    "blocking work on the threads executor)", lag,
+                    task.get_name() if task is not None else "a callback")
+
     async def _run(self, fn, args, kwargs):
+        # Named after its promise, so that the watchdog can say which.
+        promise = args[0] if args and hasattr(args[0], "key") else None
+        asyncio.current_task().set_name(
+            f"promise {promise.key!r} ({promise.name})" if promise is not None
+            else name_of(fn))
         async with self._semaphore:
             self._running += 1  # only the loop thread changes it
             try:
@@ -147,6 +198,7 @@ class AsyncioExecutor(concurrent.futures.Executor):
     def shutdown(self, wait=True, *, cancel_futures=False):
         """See IBoundedExecutor. Idempotent: a second call finds the loop
         stopped (or closed) and does nothing."""
+        self._stopping.set()
         with self._lock:
             already, self._shutdown = self._shutdown, True
             loop, thread = self._loop, self._thread
