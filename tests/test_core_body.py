@@ -1,8 +1,8 @@
 """core/body.py: what a stream's fn returned, turned into status, headers
 and byte chunks; the responses the server writes itself (500, 503, 504)."""
 
+import asyncio
 import io
-
 import tempfile
 
 import pytest
@@ -184,30 +184,49 @@ def test_output_that_is_not_a_body_fails_naming_the_type(result, name):
 # async iterables
 
 class AsyncOutput:
+    """An async generator's stand-in: yields ``chunks``, records aclose."""
+
+    def __init__(self, chunks=()):
+        self.chunks = list(chunks)
+        self.closed = 0
+
     def __aiter__(self):
         return self
 
     async def __anext__(self):
-        raise StopAsyncIteration
+        if not self.chunks:
+            raise StopAsyncIteration
+        return self.chunks.pop(0)
+
+    async def aclose(self):
+        self.closed += 1
 
 
-def test_an_async_iterable_goes_through_the_bridge():
-    seen, closed = [], []
-
-    def from_async(aiterable):
-        seen.append(aiterable)
-        return iter(["a", b"b"]), lambda: closed.append(True)
-
-    output = AsyncOutput()
-    prepared = prepare(output, "200 OK", [], from_async=from_async)
-    assert seen == [output]
-    assert body(prepared) == b"ab"
-    assert closed == [True]
+def drive(prepared):
+    """Iterate an asynchronous Prepared on a loop of its own, then close it."""
+    async def run():
+        chunks = [chunk async for chunk in prepared.achunks]
+        await prepared.aclose()
+        return b"".join(chunks)
+    return asyncio.run(run())
 
 
-def test_an_async_iterable_without_a_bridge_is_refused():
-    with pytest.raises(TypeError, match="async iterable"):
-        prepare(AsyncOutput(), "200 OK", [])
+def test_an_async_iterable_is_asynchronous_output_encoded_and_closed():
+    output = AsyncOutput(["a", b"", b"b", bytearray(b"c")])
+    prepared = prepare(output, "200 OK", [("Content-Type", "text/plain; charset=latin-1")])
+    assert prepared.is_async and prepared.chunks is None
+    assert drive(prepared) == b"abc"
+    assert output.closed == 1
+
+
+def test_async_output_yielding_something_else_fails_naming_it():
+    prepared = prepare(AsyncOutput([b"ok", 42]), "200 OK", [])
+    with pytest.raises(TypeError, match="yielded int, not bytes"):
+        drive(prepared)
+
+
+def test_synchronous_output_is_not_async():
+    assert not prepare([b"x"], "200 OK", []).is_async
 
 
 # StreamResult

@@ -16,6 +16,8 @@ from fakes import FakeClock
 class FakeRuntime:
     """What a snapshot reads of the runtime: gauges and shared counters."""
 
+    open_streams = 3
+
     def __init__(self, gauges=None):
         self.gauges = gauges or {}
         self.shared = types.SimpleNamespace(executions=4, joined=5, cache_hits=6)
@@ -149,6 +151,7 @@ def test_the_output_parses_as_the_exposition_format(metrics):
     assert value_of(families, p + "request_passes_total", passes="3") == 1
     assert value_of(families, p + "rejected_requests_total") == 1
     assert value_of(families, p + "streams_total", outcome="complete") == 1
+    assert value_of(families, p + "streams_open") == 3
     assert value_of(families, p + "promises_submitted_total",
                     executor="threads") == 2
     assert value_of(families, p + "promises_total", executor="threads",
@@ -170,7 +173,7 @@ def test_the_output_parses_as_the_exposition_format(metrics):
 
 def test_an_idle_process_still_describes_every_family(metrics):
     families = parse(prometheus(metrics.snapshot(FakeRuntime())))
-    assert len(families) == 15
+    assert len(families) == 16
     assert families["collective_futures_requests_total"]["samples"] == []
     assert families["collective_futures_promise_duration_seconds"]["type"] == (
         "histogram")

@@ -314,6 +314,7 @@ def test_metrics_labels_are_bounded_and_carry_no_argument():
 
     class Runtime:  # what a snapshot reads of the runtime
         shared = type("S", (), {"executions": 0, "joined": 0, "cache_hits": 0})
+        open_streams = 0
 
         def executor_gauges(self):
             return {}

@@ -302,14 +302,14 @@ def test_a_factory_that_lost_the_race_has_its_executor_shut_down():
 
 # the stream pool
 
-def test_the_stream_pool_is_one_pool_without_a_queue():
-    runtime = runtime_with(Settings(max_streams=3))
+def test_the_stream_pool_is_stream_threads_with_a_step_queued_per_stream():
+    runtime = runtime_with(Settings(max_streams=3, stream_threads=2))
     try:
         assert runtime.executor_gauges() == {}  # not made before first use
         streams = runtime.streams
         assert streams is runtime.streams
         assert isinstance(streams, ThreadExecutor)
-        assert (streams.capacity, streams.max_queue) == (3, 0)
+        assert (streams.capacity, streams.max_queue) == (2, 3)
         assert streams.name == "collective.futures-stream"
         name = streams.submit(lambda: threading.current_thread().name).result(5)
         assert name == "collective.futures-stream-1"
@@ -321,6 +321,16 @@ def test_the_stream_pool_is_one_pool_without_a_queue():
             runtime.executor_for("streams")
     finally:
         runtime.shutdown()
+
+
+def test_open_streams_are_counted_up_to_max_streams():
+    runtime = runtime_with(Settings(max_streams=2))
+    assert runtime.open_stream() is None and runtime.open_stream() is None
+    assert runtime.open_streams == 2
+    assert runtime.open_stream() == "2 streams are open (max_streams)"
+    runtime.close_stream()
+    assert runtime.open_stream() is None
+    assert runtime.open_streams == 2
 
 
 def test_shutdown_is_idempotent_and_stops_the_stream_pool_too():

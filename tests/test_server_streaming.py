@@ -78,16 +78,17 @@ class Task:
 
 
 class Stream:
-    """A handed-off AsyncWorkerStreamIterator: call() runs fn."""
+    """A handed-off AsyncWorkerStreamIterator: its promise runs fn."""
 
     name = "export_csv"
-    promise = types.SimpleNamespace(executor="threads")
 
-    def __init__(self, result=b"", error=None, during=None):
+    def __init__(self, result=b"", error=None, during=None, executor="threads"):
         self.result = result
         self.error = error
         self.during = during  # what happens elsewhere while fn runs
         self.calls = 0
+        self.promise = Promise(executor=executor, shared=False, key="stream",
+                               name=self.name, pickled=None, run=self.call)
 
     def call(self):
         self.calls += 1
@@ -99,6 +100,11 @@ class Stream:
 
     def prepare(self, result, view_status, view_headers):
         return prepare(result, view_status, view_headers)
+
+
+class Promise(types.SimpleNamespace):
+    def __call__(self):
+        return self.run()
 
 
 class Output:
@@ -121,15 +127,20 @@ class Output:
 
 
 class Harness:
+    """A StreamJob on a real core Runtime whose executors the test settles:
+    ``fns`` (the threads executor fn runs on) and ``pool`` (the stream
+    pool the pump runs on)."""
+
     def __init__(self, result=b"", error=None, task=None, channel=None,
-                 pool=None, timeout=5.0, **settings):
+                 pool=None, fns=None, timeout=5.0, **settings):
         self.clock = FakeClock()
         self.deadlines = manual_deadlines(self.clock)
         self.pool = pool if pool is not None else ManualExecutor()
+        self.fns = fns if fns is not None else ManualExecutor()
         self.runtime = Runtime(
             Settings(timeout=timeout, retry_after=7, **settings),
-            executors={"streams": self.pool}, deadlines=self.deadlines,
-            clock=self.clock)
+            executors={"streams": self.pool, "threads": self.fns},
+            deadlines=self.deadlines, clock=self.clock)
         self.channel = channel or Channel()
         self.task = task or Task()
         self.stream = Stream(result, error)
@@ -140,9 +151,33 @@ class Harness:
     def start(self):
         return self.job.start()
 
+    def fn_starts(self):
+        """fn's executor picks fn up (it can no longer be cancelled)."""
+        assert self.fns.calls[-1][0].set_running_or_notify_cancel()
+
     def run_fn(self):
-        """The stream pool's thread runs the job."""
-        self.pool.run(len(self.pool.calls) - 1)
+        """fn's executor runs it (to the end); then the stream pool runs the
+        pump until it ends or parks."""
+        future, fn, args = self.fns.calls[-1]
+        if future.running():
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:
+                future.set_exception(exc)
+        else:
+            self.fns.run(len(self.fns.calls) - 1)
+        self.pump()
+
+    def pump(self):
+        """Run the pump steps queued on the stream pool (and those they
+        queue); how many ran."""
+        ran = index = 0
+        while index < len(self.pool.calls):
+            if not self.pool.calls[index][0].done():
+                self.pool.run(index)
+                ran += 1
+            index += 1
+        return ran
 
     def time_passes(self, seconds):
         self.clock.advance(seconds)
@@ -152,6 +187,7 @@ class Harness:
         assert self.done == [self.job], "on_done must be called exactly once"
         [(outcome, count)] = self.runtime.metrics.streams.items()
         assert count == 1
+        assert self.runtime.open_streams == 0, "the stream must be closed"
         return outcome
 
 
@@ -165,14 +201,20 @@ def test_a_stream_job_is_a_detached_job():
     assert job.state == "pending" and job.timeout == 5.0
 
 
-def test_the_job_runs_on_the_stream_pool():
-    h = Harness()
-    assert h.job.executor is h.runtime.streams is h.pool
+def test_fn_runs_on_its_executor_and_the_output_on_the_stream_pool():
+    h = Harness(result=b"x")
+    assert h.runtime.streams is h.pool
     h.start()
-    [(future, fn, args)] = h.pool.calls
-    assert fn == h.job._run and args == ()
+    [(future, fn, args)] = h.fns.calls
     assert h.job._future is future
+    assert h.pool.calls == []  # no thread waits for fn
     assert h.done == []  # nothing ends before fn or the deadline
+    assert h.runtime.open_streams == 1
+    h.fns.run(0)
+    [(_, pump, _)] = h.pool.calls  # fn done: the output's pump is queued
+    assert pump == h.job._pump
+    h.pump()
+    assert h.task.body == b"x" and h.outcome() == "complete"
 
 
 # the race for the first byte
@@ -199,6 +241,7 @@ def test_the_deadline_first_504_and_the_late_output_is_closed(caplog):
     output = io.BytesIO(b"too late")
     h = Harness(result=output)
     h.start()
+    h.fn_starts()
     assert h.time_passes(5.0) == 1
     assert h.task.sent_status == "504 Gateway Timeout"
     assert h.task.body == b"Gateway Timeout\n" and h.task.finished == 1
@@ -227,7 +270,7 @@ def test_cancel_first_fn_never_runs(caplog):
     h.start()
     with caplog.at_level(logging.INFO, "collective.futures"):
         h.job.cancel("the client disconnected")
-    assert h.pool.calls[0][0].cancelled()
+    assert h.fns.calls[0][0].cancelled()
     assert h.task.close_on_finish and h.task.written == []
     assert "the client disconnected before its first byte" in caplog.text
     h.run_fn()
@@ -270,7 +313,7 @@ def test_refuse_before_the_first_byte_is_the_503():
     assert h.task.body == (b"Service Unavailable: the server is shutting "
                            b"down; retry later\n")
     assert h.task.finished == 1
-    assert h.pool.calls[0][0].cancelled()
+    assert h.fns.calls[0][0].cancelled()
     h.run_fn()
     assert h.stream.calls == 0
     assert h.time_passes(10) == 0
@@ -301,37 +344,31 @@ def test_refuse_after_streaming_started_is_a_no_op():
     assert h.outcome() == "complete"
 
 
-def test_the_real_stream_pool_refuses_naming_max_streams_and_logs_it(caplog):
+def test_past_max_streams_a_503_naming_it_and_logged(caplog):
     # The message named max_queue and "promises", and nothing was logged.
-    from collective.futures.executors.threads import ThreadExecutor
-
-    pool = ThreadExecutor(1, name="collective.futures-stream", max_queue=0,
-                          queue_setting="max_streams")
-    release = threading.Event()
-    try:
-        pool.submit(release.wait, 5)
-        h = Harness(pool=pool)
-        with caplog.at_level(logging.WARNING, "collective.futures"):
-            h.start()
-        assert h.task.sent_status == "503 Service Unavailable"
-        assert b"(max_streams)" in h.task.body
-        assert "refused with a 503" in caplog.text
-        assert "(max_streams)" in caplog.text
-    finally:
-        release.set()
-        pool.shutdown()
+    h = Harness(max_streams=1)
+    assert h.runtime.open_stream() is None  # another stream is open
+    with caplog.at_level(logging.WARNING, "collective.futures"):
+        h.start()
+    assert h.task.sent_status == "503 Service Unavailable"
+    assert b"1 streams are open (max_streams)" in h.task.body
+    assert "refused with a 503" in caplog.text and "(max_streams)" in caplog.text
+    assert h.fns.calls == []  # fn never submitted
+    assert h.runtime.open_streams == 1  # the other one's, still open
+    h.runtime.close_stream()
+    assert h.outcome() == "refused"
 
 
-def test_a_full_stream_pool_is_a_503_naming_it():
+def test_a_full_executor_is_a_503_naming_it():
     class Full(ManualExecutor):
         def submit(self, fn, /, *args, **kwargs):
-            raise ExecutorFullError("collective.futures-stream: 0 promises "
+            raise ExecutorFullError("collective.futures-threads: 3 promises "
                                     "already wait for a worker (max_queue)")
 
-    h = Harness(pool=Full())
+    h = Harness(fns=Full())
     h.start()
     assert h.task.sent_status == "503 Service Unavailable"
-    assert b"collective.futures-stream: 0 promises already wait" in h.task.body
+    assert b"3 promises already wait for a worker (max_queue)" in h.task.body
     assert h.time_passes(10) == 0  # its deadline was disarmed
     assert h.outcome() == "refused"
 
@@ -481,118 +518,115 @@ def test_the_request_log_line_is_one_line_whatever_the_path(caplog):
         "GET /export\\nINFO [collective.futures.requests] GET /x: stream ")
 
 
-# waiting for room in waitress's output buffer
+# waiting for room in waitress's output buffer: the pump parks
 
-def test_room_below_the_high_water_mark_at_once():
-    channel = Channel(high=100)
-    channel.total_outbufs_len = 100
-    h = Harness(channel=channel)
-    h.job._wait_for_room()
-    assert channel.triggers == 0
-
-
-def test_a_disconnected_channel_raises_client_disconnected():
-    channel = Channel(high=100)
-    channel.total_outbufs_len = 500
-    channel.connected = False
-    h = Harness(channel=channel)
-    with pytest.raises(ClientDisconnected):
-        h.job._wait_for_room()
-
-
-class MainLoop(threading.Condition):
-    """The outbuf_lock, with each wait() standing for the main loop sending
-    ``sends[i]`` bytes (or the client going away: None) and notifying."""
-
-    def __init__(self, channel, sends):
-        super().__init__()
-        self.channel = channel
-        self.sends = list(sends)
-        self.timeouts = []
-
-    def wait(self, timeout=None):
-        self.timeouts.append(timeout)
-        sent = self.sends.pop(0)
-        if sent is None:
-            self.channel.connected = False
-        else:
-            self.channel.total_outbufs_len -= sent
-        return True
-
-
-def test_the_writer_waits_while_the_main_loop_sends():
-    channel = Channel(high=100, patience=120)
-    channel.total_outbufs_len = 400
-    channel.outbuf_lock = MainLoop(channel, [100, 100, 150])
-    h = Harness(channel=channel)
-    h.job._wait_for_room()
-    assert channel.total_outbufs_len == 50
-    assert channel.triggers == 3  # the main loop woken before each wait
-    assert len(channel.outbuf_lock.timeouts) == 3
-    assert all(0 < t <= 1.0 for t in channel.outbuf_lock.timeouts)
-
-
-def test_the_client_going_away_while_the_writer_waits():
-    channel = Channel(high=100)
-    channel.total_outbufs_len = 400
-    channel.outbuf_lock = MainLoop(channel, [100, None])
-    h = Harness(channel=channel)
-    with pytest.raises(ClientDisconnected):
-        h.job._wait_for_room()
-
-
-def test_a_client_that_reads_nothing_stalls_the_stream():
-    # channel_timeout 0: the stall deadline is now, so no real time passes.
-    # (A stall after some progress needs time to pass: _wait_for_room reads
-    # time.monotonic itself, so that path is left to the functional tests.)
-    channel = Channel(high=100, patience=0)
-    channel.total_outbufs_len = 400
-    h = Harness(channel=channel)
-    with pytest.raises(StreamStalled, match="read nothing for 0 s"):
-        h.job._wait_for_room()
-
-
-def test_a_stalled_stream_ends_as_client_gone(caplog):
-    channel = Channel(high=1, patience=0)
-    output = Output([b"first", b"second"])
-    h = Harness(result=output, channel=channel)
+def buffering(h):
+    """The task's writes stay in waitress's buffer until send() is called."""
     original = h.task.write
 
     def write(data):
         original(data)
-        channel.total_outbufs_len += len(data)  # nothing is ever sent
+        h.channel.total_outbufs_len += len(data)
 
     h.task.write = write
+
+    def send(count=None):  # the main loop sends, then wakes a parked pump
+        h.channel.total_outbufs_len -= (
+            h.channel.total_outbufs_len if count is None else count)
+        h.job.drained()
+
+    return send
+
+
+def test_a_full_buffer_parks_the_pump_and_gives_its_thread_back():
+    output = Output([b"12345", b"67890"])
+    h = Harness(result=output, channel=Channel(high=3))
+    send = buffering(h)
     h.start()
+    h.run_fn()
+    # One chunk went into the empty buffer; past the mark the pump parked:
+    # its step is over (no thread waits), the main loop was woken to send.
+    assert h.task.body == b"12345"
+    assert h.job._parked and len(h.pool.calls) == 1 and h.pool.calls[0][0].done()
+    assert h.channel.triggers == 1
+    send(1)  # still past the mark: the pump stays parked
+    assert h.job._parked and h.pump() == 0
+    send()
+    assert not h.job._parked and h.pump() == 1  # woken: a new step
+    assert h.task.body == b"1234567890"
+    send()
+    assert h.pump() == 1
+    assert h.task.finished == 1 and output.closed == 1
+    assert h.outcome() == "complete"
+
+
+def test_room_that_comes_while_parking_lets_the_same_step_go_on():
+    output = Output([b"12345", b"67890"])
+    h = Harness(result=output, channel=Channel(high=4))
+    buffering(h)
+    # The main loop sends everything as soon as it is woken, before the
+    # pump has finished parking.
+    h.channel.server.pull_trigger = lambda: setattr(h.channel, "total_outbufs_len", 0)
+    h.start()
+    h.run_fn()
+    assert len(h.pool.calls) == 1  # one step did it all
+    assert h.task.body == b"1234567890" and h.outcome() == "complete"
+
+
+def test_a_hang_up_wakes_a_parked_pump_which_closes_the_output(caplog):
+    output = Output([b"12345", b"67890"])
+    h = Harness(result=output, channel=Channel(high=4))
+    buffering(h)
+    h.start()
+    h.run_fn()
+    assert h.job._parked
+    h.channel.connected = False
     with caplog.at_level(logging.INFO, "collective.futures"):
-        h.run_fn()
-    assert h.task.body == b"first"
-    assert h.task.close_on_finish and output.closed == 1
-    assert "the client read nothing for 0 s" in caplog.text
+        h.job.cancel("the connection closed")
+        assert h.pump() == 1
+    assert output.closed == 1 and h.task.close_on_finish
+    assert "stopped: the client disconnected" in caplog.text
     assert h.outcome() == "client gone"
 
 
-def test_each_chunk_waits_for_room_first():
-    channel = Channel(high=4)
-    channel.outbuf_lock = MainLoop(channel, [5])
-    h = Harness(result=Output([b"12345", b"67890"]), channel=channel)
-    original = h.task.write
-    buffered = []
-
-    def write(data):
-        buffered.append(channel.total_outbufs_len)  # what was waiting
-        original(data)
-        channel.total_outbufs_len += len(data)  # waitress buffers it
-
-    h.task.write = write
+def test_a_client_that_reads_nothing_stalls_the_stream(caplog):
+    output = Output([b"12345", b"67890"])
+    h = Harness(result=output, channel=Channel(high=4, patience=120))
+    buffering(h)
     h.start()
     h.run_fn()
-    # The first chunk went into an empty buffer; the second waited until the
-    # main loop had sent the first (5 bytes over the mark of 4).
-    assert buffered == [0, 0]
-    assert channel.outbuf_lock.timeouts and channel.triggers == 1
-    assert h.task.body == b"1234567890"
-    assert h.outcome() == "complete"
+    h.time_passes(119)
+    assert h.job._parked and h.done == []
+    h.time_passes(1)
+    with caplog.at_level(logging.INFO, "collective.futures"):
+        assert h.pump() == 1
+    assert "the client read nothing for 120 s" in caplog.text
+    assert output.closed == 1 and h.task.close_on_finish
+    assert h.outcome() == "client gone"
+
+
+def test_a_client_that_reads_slowly_is_not_stalled():
+    output = Output([b"x" * 400, b"last"])
+    h = Harness(result=output, channel=Channel(high=100, patience=120))
+    send = buffering(h)
+    h.start()
+    h.run_fn()
+    h.time_passes(100)
+    send(100)  # progress, still past the mark: no wake-up
+    h.time_passes(20)  # the first stall check sees the progress
+    assert h.job._parked and h.done == []
+    h.time_passes(119)
+    assert h.job._parked and h.done == []
+    h.time_passes(1)  # 120 s after the check that saw progress: stalled
+    h.pump()
+    assert h.outcome() == "client gone"
+
+
+def test_drained_without_a_parked_pump_does_nothing():
+    h = Harness(result=b"x")
+    h.start()
+    h.job.drained()
+    assert h.pool.calls == []
 
 
 # set_response, and a run on the real stream pool
@@ -607,13 +641,17 @@ def test_set_response_replaces_status_headers_and_length():
     assert task.content_length is None
 
 
-def test_a_stream_on_the_real_stream_pool():
+def test_a_stream_on_the_real_pools():
     seen = []
+
+    def output():
+        seen.append(("output", threading.current_thread().name, getRequest()))
+        yield b"from a stream thread"
 
     class Inside(Stream):
         def call(self):
-            seen.append((threading.current_thread().name, getRequest()))
-            return b"from a stream thread"
+            seen.append(("fn", threading.current_thread().name))
+            return output()
 
     clock = FakeClock()
     runtime = Runtime(Settings(max_streams=1), deadlines=manual_deadlines(clock),
@@ -625,8 +663,39 @@ def test_a_stream_on_the_real_stream_pool():
                         runtime=runtime).start()
         wait_for(lambda: done, message="the stream to be written")
         assert done == [job]
-        assert seen == [("collective.futures-stream-1", NO_REQUEST)]
+        assert seen == [("fn", "collective.futures-worker-1"),
+                        ("output", "collective.futures-stream-1", NO_REQUEST)]
         assert task.body == b"from a stream thread" and task.finished == 1
         assert runtime.metrics.streams == {"complete": 1}
+        assert runtime.open_streams == 0
+    finally:
+        runtime.shutdown()
+
+
+def test_an_async_output_is_pumped_on_the_loop_without_a_thread():
+    seen = []
+
+    async def output():
+        for chunk in (b"a", b"b"):
+            seen.append(threading.current_thread().name)
+            yield chunk
+
+    class Async(Stream):
+        def call(self):
+            return output()
+
+    clock = FakeClock()
+    runtime = Runtime(Settings(), deadlines=manual_deadlines(clock), clock=clock)
+    done = []
+    task = Task()
+    try:
+        job = StreamJob(Channel(), task, Async(), on_done=done.append,
+                        runtime=runtime).start()
+        wait_for(lambda: done, message="the stream to be written")
+        assert done == [job] and task.body == b"ab" and task.finished == 1
+        assert seen == ["collective.futures-asyncio"] * 2
+        assert runtime.metrics.streams == {"complete": 1}
+        # The stream pool was never started: no thread iterated the output.
+        assert "streams" not in runtime.executor_gauges()
     finally:
         runtime.shutdown()

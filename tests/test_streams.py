@@ -1,10 +1,14 @@
 """AsyncWorkerStreamIterator in a real Zope under real waitress: the worker
 is freed at once, output streams with bounded memory, errors are honest."""
 
+import asyncio
 import concurrent.futures
 import hashlib
 import http.client
 import json
+import os
+import re
+import socket
 import time
 
 import pytest
@@ -115,19 +119,19 @@ def test_a_bad_content_length_from_fn_is_a_500(zope):
     assert zope.get("/@@plain") == (200, "plain page")
 
 
-def streams_running(zope):
-    """Streams being written now (the stream pool's gauge in the metrics)."""
+def streams_open(zope):
+    """Streams admitted and not over (the metrics' gauge)."""
     status, _, body = zope.request("/@@futures-metrics",
                                    headers=zope.admin_headers())
     assert status == 200
-    return json.loads(body)["executors"].get("streams", {}).get("running", 0)
+    return json.loads(body)["streams_open"]
 
 
 def test_past_max_streams_a_new_stream_gets_a_503(make_zope):
     zope = make_zope(product_config={"max_streams": "1", "retry_after": "3"})
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         first = pool.submit(zope.request, "/@@stream?kind=bytes&delay=1")
-        wait_for(lambda: streams_running(zope) == 1, message="the first stream runs")
+        wait_for(lambda: streams_open(zope) == 1, message="the first stream runs")
         second = zope.request("/@@stream?kind=bytes&delay=0.1")
         assert first.result(30)[2] == b"streamed"
     assert second[0] == 503 and second[1]["Retry-After"] == "3"
@@ -219,3 +223,110 @@ def test_streams_without_suspension_run_inline_with_the_same_output(make_zope, s
     assert hashlib.sha256(body).hexdigest() == expected_digest(size)
     assert zope.request("/@@stream?kind=counted&counter=ih", method="HEAD")[0] == 200
     assert "ih.ran" not in zope.counters()
+
+
+# streams at scale: a thread only while something computes
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _open_streams(port, path, count):
+    connections = []
+    for _ in range(count):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        connections.append((reader, writer))
+    return connections
+
+
+async def _read_body(reader):
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    return head.split(b" ")[1], await reader.readexactly(length)
+
+
+def test_hundreds_of_async_streams_hold_no_thread(make_zope):
+    # Before: a thread per stream for its whole life, async fn included
+    # (300 streams, 300 more threads).
+    zope = make_zope(product_config={"max_streams": "1000"},
+                     server_extra="connection_limit = 1000")
+    assert zope.request("/@@stream?kind=async-slow&delay=0")[2] == b"slow async"
+    baseline = zope.thread_count()
+
+    async def scenario():
+        connections = await _open_streams(
+            zope.port, "/@@stream?kind=async-slow&delay=2", 300)
+        try:
+            await asyncio.sleep(0)
+            peak = 0
+            deadline = time.monotonic() + 10
+            while streams_open(zope) < 300 and time.monotonic() < deadline:
+                peak = max(peak, zope.thread_count())
+                await asyncio.sleep(0.1)
+            assert streams_open(zope) == 300
+            peak = max(peak, zope.thread_count())
+            answers = await asyncio.wait_for(asyncio.gather(
+                *(_read_body(reader) for reader, _ in connections)), 30)
+            return peak, answers
+        finally:
+            for _, writer in connections:
+                writer.close()
+
+    peak, answers = asyncio.run(scenario())
+    assert set(answers) == {(b"200", b"slow async")}
+    assert peak <= baseline + 5, (baseline, peak)
+
+
+def test_a_client_that_reads_nothing_holds_no_thread(make_zope):
+    # Before: each such client held a stream thread until channel_timeout.
+    zope = make_zope(product_config={"stream_threads": "2"})
+    assert zope.request("/@@stream?kind=bytes&delay=0")[2] == b"streamed"
+    baseline = zope.thread_count()
+    size = 64 * 1024 * 1024
+    sockets = []
+    try:
+        for _ in range(12):
+            sock = socket.create_connection(zope.address, timeout=10)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(f"GET /@@stream?kind=gen&size={size} HTTP/1.1\r\n"
+                         f"Host: x\r\n\r\n".encode())
+            sockets.append(sock)
+        wait_for(lambda: streams_open(zope) == 12, message="12 streams open")
+        time.sleep(1)  # their buffers fill; their pumps park
+        assert zope.thread_count() <= baseline + 2 + 2, baseline
+        # Another stream, to a client that reads, is written meanwhile.
+        assert zope.request("/@@stream?kind=bytes&delay=0")[2] == b"streamed"
+    finally:
+        for sock in sockets:
+            sock.close()
+    # The hang-ups wake the parked pumps, which close their output.
+    wait_for(lambda: streams_open(zope) == 0, message="the streams to end")
+    assert zope.log().count("stream generated threads: client gone") == 12
+
+
+def test_small_chunks_reach_the_client_as_they_are_made(zope):
+    # Each chunk goes out as it is made, and the main loop stays idle while
+    # the generator sleeps.
+    cpu_before = _cpu_seconds(zope.pid)
+    sock = socket.create_connection(zope.address, timeout=10)
+    try:
+        sock.sendall(b"GET /@@stream?kind=events&count=3&delay=1 HTTP/1.1\r\n"
+                     b"Host: x\r\n\r\n")
+        started = time.monotonic()
+        received, first_event = b"", None
+        while not received.endswith(b"0\r\n\r\n"):
+            data = sock.recv(65536)
+            assert data, "the connection closed early"
+            received += data
+            if first_event is None and b"event 0" in received:
+                first_event = time.monotonic() - started
+    finally:
+        sock.close()
+    total = time.monotonic() - started
+    assert b"event 2" in received
+    assert first_event < 0.8 and total >= 2.5, (first_event, total)
+    # Three seconds of a slow stream: an idle main loop, not a spinning one.
+    assert _cpu_seconds(zope.pid) - cpu_before < 1.0

@@ -308,6 +308,19 @@ def bad_length():
     return StreamResult(b"abc", headers={"Content-Length": "three"})
 
 
+async def slow_async_bytes(delay, text):
+    import asyncio
+    await asyncio.sleep(delay)
+    return text.encode()
+
+
+def events(count, delay):
+    """Small chunks made slowly (server-sent events, a progress log)."""
+    for n in range(count):
+        yield f"event {n}\n".encode()
+        time.sleep(delay)
+
+
 class StreamView(View):
     def __call__(self):
         form = self.request.form
@@ -342,6 +355,14 @@ class StreamView(View):
             return AsyncWorkerStreamIterator(async_chunks, self.request, size)
         if kind == "bad-length":
             return AsyncWorkerStreamIterator(bad_length, self.request)
+        if kind == "async-slow":
+            return AsyncWorkerStreamIterator(
+                slow_async_bytes, self.request, self.number("delay", 1),
+                "slow async")
+        if kind == "events":
+            return AsyncWorkerStreamIterator(
+                events, self.request, int(form.get("count", 3)),
+                self.number("delay", 0.5))
         if kind == "view-headers":
             self.request.response.setHeader("Content-Type", "text/csv; charset=utf-8")
             self.request.response.setHeader("X-From-View", "1")

@@ -158,9 +158,16 @@ OPTIONS = (
         "allows one round of promises, 3 allows dependent lookups.",
     ),
     Option(
-        "max_streams", _positive_int, 64,
-        "Handed-off streams written at once (each holds a writer thread "
-        "while its client reads); past it a new stream gets a 503.",
+        "max_streams", _positive_int, 1000,
+        "Handed-off streams at once, from the view's return to the last "
+        "byte; past it a new stream gets a 503. A stream costs no thread "
+        "while ``fn`` waits on an async call or while its client reads.",
+    ),
+    Option(
+        "stream_threads", _positive_int, 8,
+        "Threads that iterate the synchronous output of streams (a "
+        "generator, a file), a stream holding one only while its output "
+        "computes the next chunk; ``fn`` itself runs on its executor.",
     ),
     Option(
         "max_suspended", _positive_int, 1000,

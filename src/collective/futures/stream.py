@@ -2,7 +2,8 @@
 without holding a Zope worker thread.
 
 Runs on: created by a view on a Zope worker; bound at ``IPubBeforeCommit``
-(worker); then either handed off to a side thread (waitress, see
+(worker); then either handed off (waitress: ``fn`` on its executor, its
+output pumped on the stream pool or the asyncio loop, see
 ``server/streaming.py``) or iterated inline by the WSGI server's thread.
 
 A view returns ``AsyncWorkerStreamIterator(fn, request, *args, **kwargs)``.
@@ -40,33 +41,33 @@ def _loop():
     return executor.loop
 
 
-def _from_async(aiterable, loop, timeout):
-    """Iterate an async iterable (an async generator from an ``async def``
-    fn) from this thread, one item at a time, on ``loop``."""
-    iterator = aiterable.__aiter__()
-    while True:
-        future = asyncio.run_coroutine_threadsafe(iterator.__anext__(), loop)
-        try:
-            # Why wait: this thread writes each item; bounded per item.
-            yield future.result(timeout)
-        except StopAsyncIteration:
-            return
-
-
-def _async_bridge(aiterable):
-    """``(iterator, close)`` for an async iterable, run on the asyncio
-    executor's loop. The loop is looked up now, so that output that cannot
+def _synchronous(prepared):
+    """An inline stream's asynchronous output, iterated from this thread one
+    chunk at a time on the asyncio executor's loop (this thread waits: it is
+    the inline path). The loop is looked up now, so that output that cannot
     be iterated fails before a status is chosen."""
+    if not prepared.is_async:
+        return prepared
     loop = _loop()
     timeout = get_runtime().settings.timeout
+    achunks, aclose = prepared.achunks, prepared.aclose
+
+    def chunks():
+        while True:
+            future = asyncio.run_coroutine_threadsafe(achunks.__anext__(), loop)
+            try:
+                # Why wait: this thread writes each chunk; bounded per chunk.
+                yield future.result(timeout)
+            except StopAsyncIteration:
+                return
 
     def close():
-        aclose = getattr(aiterable, "aclose", None)
-        if aclose is not None:
-            # Bounded: the generator's finally blocks get 5 s.
-            asyncio.run_coroutine_threadsafe(aclose(), loop).result(5)
+        # Bounded: the generator's finally blocks get 5 s.
+        asyncio.run_coroutine_threadsafe(aclose(), loop).result(5)
 
-    return _from_async(aiterable, loop, timeout), close
+    prepared.chunks, prepared.close = chunks(), close
+    prepared.achunks = prepared.aclose = None
+    return prepared
 
 
 @implementer(IUnboundStreamIterator)
@@ -107,8 +108,9 @@ class AsyncWorkerStreamIterator:
         return f"<AsyncWorkerStreamIterator {self.name} mode={self.mode}>"
 
     def call(self):
-        """Run ``fn``: here (a side thread) for the ``threads`` executor,
-        else on its executor, waiting for it (bounded by ``timeout``)."""
+        """Run ``fn`` for an inline stream: here (a side thread) for the
+        ``threads`` executor, else on its executor, waiting for it (bounded
+        by ``timeout``). A handed-off stream submits ``fn`` instead."""
         promise = self.promise
         if promise.executor == "threads":
             with promise_context():
@@ -116,8 +118,8 @@ class AsyncWorkerStreamIterator:
         runtime = get_runtime()
         future = runtime.submit(promise)
         try:
-            # Why wait: this side thread writes what fn returns. The stream's
-            # own deadline answers 504 at `timeout`; the grace bounds this.
+            # Why wait: inline, this thread writes what fn returns (the
+            # caller bounds it by `timeout`); the grace bounds this.
             return future.result(runtime.settings.timeout + 5.0)
         except concurrent.futures.TimeoutError:
             if not future.cancel():
@@ -125,9 +127,9 @@ class AsyncWorkerStreamIterator:
             raise
 
     def prepare(self, result, view_status, view_headers):
-        """What ``fn`` returned, ready to send (core.body.prepare)."""
-        return prepare(result, view_status, view_headers,
-                       from_async=_async_bridge)
+        """What ``fn`` returned, ready to send (core.body.prepare): a
+        handed-off stream pumps asynchronous output on the loop itself."""
+        return prepare(result, view_status, view_headers)
 
     # Worker thread, at IPubBeforeCommit
 
@@ -224,7 +226,8 @@ def run_and_prepare(stream, view_status, view_headers):
                          stream.name)
         return error_prepared(500, "Internal Server Error")
     try:
-        return stream.prepare(result, view_status or "200 OK", view_headers)
+        return _synchronous(
+            stream.prepare(result, view_status or "200 OK", view_headers))
     except (TypeError, ValueError):
         logger.exception("stream %s returned output that cannot be sent: 500",
                          stream.name)

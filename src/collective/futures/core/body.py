@@ -99,15 +99,28 @@ def charset_of(headers, default="utf-8"):
 
 class Prepared:
     """``fn``'s output, ready to send: status, headers (the view's merged
-    with fn's) and an iterator of byte chunks that must be closed."""
+    with fn's) and its byte chunks, which must be closed once sent.
 
-    def __init__(self, status, headers, chunks, close, message=None):
+    Synchronous output (bytes, a file, an iterable) has ``chunks``, an
+    iterator, and ``close()``. Asynchronous output (an async iterable) has
+    ``achunks``, an async iterator to drive on an event loop, and
+    ``aclose()``, a coroutine function; its ``chunks`` is None.
+    """
+
+    def __init__(self, status, headers, chunks, close, message=None,
+                 achunks=None, aclose=None):
         self.status = status
         self.headers = headers
         self.chunks = chunks
         self.close = close
+        self.achunks = achunks
+        self.aclose = aclose
         #: The text of a response the server makes itself (error_prepared).
         self.message = message
+
+    @property
+    def is_async(self):
+        return self.achunks is not None
 
     @property
     def content_length(self):
@@ -124,13 +137,10 @@ def _file_length(fileobj):
         return None
 
 
-def prepare(result, view_status, view_headers, from_async=None):
+def prepare(result, view_status, view_headers):
     """Turn what ``fn`` returned into a :class:`Prepared`. Raises TypeError
-    or ValueError, naming the problem, for output it cannot send.
-
-    ``from_async(aiterable)`` returns ``(iterator, close)`` for an async
-    iterable (the stream supplies one that runs it on the asyncio loop).
-    """
+    or ValueError, naming the problem, for output it cannot send. An async
+    iterable gives an asynchronous Prepared (``achunks``)."""
     status, extra = view_status, []
     if isinstance(result, StreamResult):
         status = status_line(result.status)
@@ -176,15 +186,35 @@ def prepare(result, view_status, view_headers, from_async=None):
                 yield data
 
         return Prepared(status, headers, read_chunks(), close)
+    def encode(chunk):
+        if isinstance(chunk, str):
+            return chunk.encode(charset)
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"fn's iterable yielded {type(chunk).__name__}, not bytes")
+        return bytes(chunk)
+
     if hasattr(result, "__aiter__"):
-        if from_async is None:
-            raise TypeError("fn returned an async iterable, and nothing here "
-                            "can iterate one")
-        iterator, close = from_async(result)
-    else:
-        iterator = None
+        aiterator = result.__aiter__()
+
+        async def aencoded():
+            async for chunk in aiterator:
+                chunk = encode(chunk)
+                if chunk:
+                    yield chunk
+
+        achunks = aencoded()
+
+        async def aclose():
+            await achunks.aclose()
+            closer = getattr(result, "aclose", None)
+            if closer is not None:
+                await closer()
+
+        return Prepared(status, headers, None, lambda: None,
+                        achunks=achunks, aclose=aclose)
     try:
-        iterator = iterator or iter(result)
+        iterator = iter(result)
     except TypeError:
         raise TypeError(
             f"fn returned {type(result).__name__}: return bytes, str, an "
@@ -192,13 +222,9 @@ def prepare(result, view_status, view_headers, from_async=None):
 
     def encoded():
         for chunk in iterator:
-            if isinstance(chunk, str):
-                chunk = chunk.encode(charset)
-            elif not isinstance(chunk, (bytes, bytearray, memoryview)):
-                raise TypeError(
-                    f"fn's iterable yielded {type(chunk).__name__}, not bytes")
+            chunk = encode(chunk)
             if chunk:
-                yield bytes(chunk)
+                yield chunk
 
     return Prepared(status, headers, encoded(), close)
 

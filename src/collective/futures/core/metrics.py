@@ -131,6 +131,7 @@ class Metrics:
                               for name, h in sorted(self.durations.items())},
             }
         data["executors"] = runtime.executor_gauges()
+        data["streams_open"] = runtime.open_streams
         shared = runtime.shared
         data["shared"] = {"executions": shared.executions, "joined": shared.joined,
                           "cache_hits": shared.cache_hits}
@@ -178,6 +179,9 @@ def prometheus(data):
     metric("request_passes_total", "counter",
            "Requests that used futures, by number of passes.",
            [({"passes": k}, v) for k, v in data["passes"].items()])
+    metric("streams_open", "gauge",
+           "Handed-off streams admitted and not yet over (max_streams).",
+           [({}, data["streams_open"])])
     metric("streams_total", "counter", "Handed-off streams, by outcome.",
            [({"outcome": k}, v) for k, v in sorted(data["streams"].items())])
     metric("promises_submitted_total", "counter", "Promises submitted.",

@@ -79,6 +79,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._executors = dict(executors or {})
         self._streams = self._executors.pop("streams", None)
+        self._open_streams = 0
         self.metrics = Metrics()
         #: Set by a graceful shutdown: no new suspensions.
         self.draining = False
@@ -172,16 +173,35 @@ class Runtime:
 
     @property
     def streams(self):
-        """The threads that write handed-off streams (``max_streams``): a
-        pool of their own, as a slow reader holds its writer thread for the
-        whole download and must not starve promises. Not an executor
+        """The threads that iterate the synchronous output of handed-off
+        streams (``stream_threads``), a step at a time: a pool of its own,
+        so that a slow generator never starves promises. Not an executor
         promises can name (``streams`` is a reserved name)."""
         with self._lock:
             if self._streams is None:
+                # Each open stream has at most one step queued.
                 self._streams = ThreadExecutor(
-                    self.settings.max_streams, name="collective.futures-stream",
-                    max_queue=0, queue_setting="max_streams")
+                    self.settings.stream_threads, name="collective.futures-stream",
+                    max_queue=self.settings.max_streams, queue_setting="max_streams")
             return self._streams
+
+    def open_stream(self):
+        """Admit one more handed-off stream: None, or why not (the reason a
+        503 gives). Each admitted stream is closed with close_stream()."""
+        with self._lock:
+            if self._open_streams >= self.settings.max_streams:
+                return f"{self._open_streams} streams are open (max_streams)"
+            self._open_streams += 1
+        return None
+
+    def close_stream(self):
+        with self._lock:
+            self._open_streams -= 1
+
+    @property
+    def open_streams(self):
+        """Handed-off streams admitted and not yet over."""
+        return self._open_streams
 
     def _create(self, name):
         s = self.settings

@@ -82,7 +82,8 @@ class FuturesChannel(HTTPChannel):
     # ASYNCHRONOUS METHODS (main loop)
     #
     # While a request is detached, readable() and handle_read() are these
-    # two, set on the instance by _detach() and removed by _job_done(): the
+    # two (and, for a stream, handle_write() the third), set on the instance
+    # by _detach() and _stream() and removed by _job_done(): the
     # main loop calls readable() for every channel on every iteration, and
     # an override on the class measurably slowed plain pages.
 
@@ -105,6 +106,16 @@ class FuturesChannel(HTTPChannel):
             # started, abandon running ones; the re-queued service() closes
             # the connection without rendering.
             self._cancel("the client disconnected")
+
+    def _streaming_handle_write(self):
+        # A handed-off stream's pump parks while waitress's output buffer is
+        # past its high-water mark: once the main loop has sent some, wake
+        # it (internals.py, point 11).
+        HTTPChannel.handle_write(self)
+        with self._handover:
+            detachment = self.detached
+        if detachment is not None:
+            detachment.job.drained()
 
     def handle_close(self):
         with self._handover:
@@ -158,6 +169,7 @@ class FuturesChannel(HTTPChannel):
         detachment = Detachment(stream_task=task)
         detachment.job = StreamJob(
             self, task, stream, on_done=lambda job: self._job_done(detachment))
+        self.handle_write = self._streaming_handle_write
         self._detach(detachment)
 
     def _detach(self, detachment):
@@ -202,6 +214,7 @@ class FuturesChannel(HTTPChannel):
             self._next = detachment
         self.__dict__.pop("readable", None)
         self.__dict__.pop("handle_read", None)
+        self.__dict__.pop("handle_write", None)
         with _detached_lock:
             _detached.discard(self)
         get_runtime().metrics.resume()

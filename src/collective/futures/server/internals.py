@@ -32,9 +32,9 @@ release that moves any of it fails loudly instead of hanging requests.
    at a time; ``close_on_finish`` tells ``service()`` to close the
    connection after the response.
 8. ``channel.write_soon()`` (behind ``task.write``) raises
-   ``ClientDisconnected`` once the client is gone; ``outbuf_lock`` is a
-   Condition that the main loop notifies when ``total_outbufs_len`` drops
-   below ``adj.outbuf_high_watermark``.
+   ``ClientDisconnected`` once the client is gone, and blocks only while
+   ``total_outbufs_len`` is past ``adj.outbuf_high_watermark`` (a writer
+   that writes only below the mark never blocks).
 9. ``WSGITask.execute()`` iterates the application's result itself (a
    ``for`` loop in its own frame), after ``start_response`` and before any
    write, and closes it in a ``finally``; a BaseException raised by the first
@@ -44,6 +44,10 @@ release that moves any of it fails loudly instead of hanging requests.
     of ``waitress.adjustments.Adjustments`` are class attributes, so one
     set before the server is created is that server's default (an option
     given in zope.ini still wins).
+11. ``HTTPChannel.handle_write()`` runs on the main loop when the socket can
+    take bytes and the output buffer is not empty (``writable()``), and
+    sends what the buffer holds (``adj.send_bytes`` is 1 by default), which
+    lowers ``total_outbufs_len``.
 """
 
 import waitress
@@ -69,7 +73,7 @@ Adjustments = waitress.adjustments.Adjustments
 
 _REQUIRED = (
     (HTTPChannel, ("service", "readable", "handle_read", "handle_close",
-                   "task_class", "received")),
+                   "handle_write", "task_class", "received")),
     (WSGITask, ("get_environment", "execute", "service", "write", "finish",
                 "build_response_header")),
     (BaseWSGIServer, ("channel_class", "add_task", "pull_trigger", "run")),
