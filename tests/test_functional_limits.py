@@ -3,8 +3,10 @@ small Zope instance (real waitress, real sockets)."""
 
 import concurrent.futures
 import json
+import os
 import re
 import signal
+import socket
 import time
 
 import pytest
@@ -118,3 +120,59 @@ def test_bad_configuration_stops_startup_naming_the_key(make_zope, config, messa
         zope.start(timeout=60)
     assert "ConfigurationError" in str(info.value)
     assert message in str(info.value)
+
+
+# descriptors: admission refuses before the budget is spent; accept never
+# fails with EMFILE because of connections
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_more_connections_than_descriptors_no_spin_no_flood(make_zope):
+    # Before: with connection_limit above ulimit -n, accept() failed with
+    # EMFILE on every loop iteration: 100 % CPU and ~2,000 log lines (a
+    # traceback each) per second, until connections closed.
+    zope = make_zope(nofile=200, server_extra="connection_limit = 1000")
+    assert zope.get("/@@plain") == (200, "plain page")
+    sockets = []
+    try:
+        for _ in range(250):
+            sockets.append(socket.create_connection(zope.address, timeout=10))
+        cpu = _cpu_seconds(zope.pid)
+        time.sleep(2)
+        assert _cpu_seconds(zope.pid) - cpu < 0.5  # idle, not spinning
+        assert zope.process.poll() is None
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert zope.get("/@@plain") == (200, "plain page")
+    log = zope.log()
+    assert "accept() threw an exception" not in log
+    assert ("lowered waitress's connection_limit from 1000 to 100: this "
+            "process may open 200 files (ulimit -n)") in log
+
+
+def test_past_the_descriptor_budget_a_suspension_gets_a_503(make_zope):
+    # ulimit -n 400 and descriptor_reserve 256: about 70 suspended requests
+    # fit; the rest are refused before the process runs out.
+    zope = make_zope(nofile=400, product_config={"max_workers": "200"},
+                     server_extra="connection_limit = 1000")
+    def ask(_):
+        with rawhttp.Connection(zope.address) as connection:
+            connection.send(rawhttp.get("/@@slow-futures?delay=2"))
+            return connection.read_response()
+
+    with concurrent.futures.ThreadPoolExecutor(120) as pool:
+        answers = list(pool.map(ask, range(120)))
+    statuses = [status for status, _, _ in answers]
+    assert statuses.count(200) >= 40, statuses
+    refused = [body for status, _, body in answers if status == 503]
+    assert refused, statuses
+    assert all(b"file descriptors are open (ulimit -n; descriptor_reserve 256)"
+               in body for body in refused)
+    assert set(statuses) <= {200, 503}
+    assert zope.process.poll() is None
+    assert zope.get("/@@slow-futures?delay=0.1") == (200, "futures: slow after 0.1s")

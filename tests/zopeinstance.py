@@ -10,6 +10,7 @@ import base64
 import hashlib
 import http.client
 import json
+import functools
 import os
 import pathlib
 import re
@@ -134,13 +135,20 @@ def _more_file_descriptors():
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+def _file_descriptors(limit):
+    import resource
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 class ZopeInstance:
     """Create, start and stop one Zope instance under ``home``."""
 
     def __init__(self, home, threads=2, product_config=None, futures=True,
                  server_extra="", command=None, filters=(),
-                 packages=("futures_testapp",)):
+                 packages=("futures_testapp",), nofile=None):
         self.home = pathlib.Path(home)
+        #: RLIMIT_NOFILE (soft and hard) of the process, or None for many.
+        self.nofile = nofile
         self.threads = threads
         self.product_config = product_config or {}
         self.futures = futures
@@ -191,7 +199,8 @@ class ZopeInstance:
         self.process = subprocess.Popen(
             command, cwd=self.home, env=env, stdin=subprocess.DEVNULL,
             stdout=self.stderr_file, stderr=subprocess.STDOUT,
-            preexec_fn=_more_file_descriptors)
+            preexec_fn=(_more_file_descriptors if self.nofile is None
+                        else functools.partial(_file_descriptors, self.nofile)))
         deadline = time.monotonic() + timeout
         # waitress says "Serving on", gunicorn "Listening at:".
         pattern = re.compile(

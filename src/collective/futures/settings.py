@@ -175,6 +175,14 @@ OPTIONS = (
         "wants to suspend gets ``overload``'s answer.",
     ),
     Option(
+        "descriptor_reserve", _count, 256,
+        "File descriptors kept free for everything else (ZODB files, logs, "
+        "new connections, plain requests): past ``ulimit -n`` minus this, "
+        "a request that wants to suspend, or a new stream, gets "
+        "``overload``'s answer. The package raises the soft ``ulimit -n`` "
+        "to the hard one (at most 65536) at startup.",
+    ),
+    Option(
         "overload", _overload, "reject",
         "What a request gets when ``max_suspended`` requests are suspended: "
         "``reject``, a 503 with ``Retry-After``; ``wait``, its promises run "

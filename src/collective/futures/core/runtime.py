@@ -23,6 +23,7 @@ from ..executors.processes import PickledCall, ProcessExecutor
 from ..executors.threads import ThreadExecutor
 from ..settings import Settings
 from .deadlines import Deadlines
+from .descriptors import Budget
 from .metrics import Metrics
 from .round import Round
 from .shared import SharedFutures
@@ -80,6 +81,8 @@ class Runtime:
         self._executors = dict(executors or {})
         self._streams = self._executors.pop("streams", None)
         self._open_streams = 0
+        #: The descriptor budget admission checks (core/descriptors.py).
+        self.descriptors = Budget(self.settings.descriptor_reserve)
         self.metrics = Metrics()
         #: Set by a graceful shutdown: no new suspensions.
         self.draining = False
@@ -125,6 +128,10 @@ class Runtime:
         reason = self._queue_full(promises)
         if reason is not None:
             return reason, False
+        if suspending:
+            reason = self.descriptors.refusal(self.metrics.suspended)
+            if reason is not None:
+                return reason, True
         if suspending and self.metrics.suspended >= self.settings.max_suspended:
             return (f"{self.metrics.suspended} requests are suspended "
                     f"(max_suspended)"), True
@@ -191,6 +198,10 @@ class Runtime:
         with self._lock:
             if self._open_streams >= self.settings.max_streams:
                 return f"{self._open_streams} streams are open (max_streams)"
+        reason = self.descriptors.refusal(self.metrics.suspended)
+        if reason is not None:
+            return reason
+        with self._lock:
             self._open_streams += 1
         return None
 

@@ -23,10 +23,12 @@ stock waitress, one ``service()`` per channel serves the request: a
 detached channel is neither queued nor served until its job is done.
 """
 
+import logging
 import threading
 import time
 import weakref
 
+from ..core.descriptors import connection_bound, soft_limit
 from ..interfaces import StreamHandoff, SuspendRequest
 from ..runtime import get_runtime
 from .fairness import gate_for
@@ -35,9 +37,29 @@ from .streaming import StreamJob
 from .task import FuturesTask
 
 
+logger = logging.getLogger("collective.futures")
+
 # Channels whose request is detached now, for a graceful shutdown.
 _detached = weakref.WeakSet()
 _detached_lock = threading.Lock()
+
+
+def bound_connections(adj):
+    """Lower the server's ``connection_limit`` (once, at its first
+    connection) so that its connections cannot take the descriptors the
+    rest of the process needs: past it waitress stops accepting until
+    connections close, instead of failing accept() with EMFILE, which
+    spins the main loop and floods the log."""
+    adj._futures_bounded = True
+    reserve = get_runtime().settings.descriptor_reserve
+    bound = connection_bound(reserve)
+    if bound is not None and adj.connection_limit > bound:
+        logger.warning(
+            "collective.futures lowered waitress's connection_limit from %d "
+            "to %d: this process may open %d files (ulimit -n) and keeps "
+            "descriptor_reserve %d for the rest", adj.connection_limit, bound,
+            soft_limit(), reserve)
+        adj.connection_limit = bound
 
 
 def detached_channels():
@@ -74,6 +96,8 @@ class FuturesChannel(HTTPChannel):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if not getattr(self.adj, "_futures_bounded", False):
+            bound_connections(self.adj)
         # Guards detached, _next and served: set by the worker that
         # detaches, ended by the thread that ends the job, read by the main
         # loop (hang-up) and the shutdown thread (refuse).

@@ -10,6 +10,7 @@ import logging
 from App.config import getConfiguration
 
 from .. import runtime, server
+from ..core.descriptors import raise_soft_limit
 from ..server.drain import Drain
 from ..settings import Settings
 
@@ -27,6 +28,11 @@ def process_starting(event):
     """IProcessStarting subscriber. A bad option stops startup with a
     ConfigurationError naming it."""
     settings = Settings.from_mapping(product_config())
+    before, after = raise_soft_limit()
+    if before != after:
+        # Suspended requests and streams hold connections no worker holds.
+        logger.info("collective.futures raised the soft limit of open files "
+                    "(ulimit -n) from %d to %d", before, after)
     runtime.configure(settings)
     if settings.suspend and server.install():
         from ..server.channel import detached_channels
