@@ -222,3 +222,61 @@ def test_a_coroutine_that_blocks_the_loop_is_logged_by_name(caplog):
         assert "rude" in caplog.text
     finally:
         executor.shutdown()
+
+
+def test_a_coroutine_that_ignores_its_cancellation_gives_its_slot_back(caplog):
+    # A coroutine swallowing CancelledError kept its concurrency slot for
+    # ever: with the slots gone, every later asyncio promise waited, and
+    # nothing was logged.
+    import logging
+
+    executor = AsyncioExecutor(max_concurrency=1, cancel_grace=0.2)
+    stop = threading.Event()
+    try:
+        async def stubborn():
+            while not stop.is_set():
+                try:
+                    await asyncio.sleep(0.02)
+                except asyncio.CancelledError:
+                    pass  # the bug under test: cancellation swallowed
+            return "stopped at last"
+
+        async def next_one():
+            return "next"
+
+        with caplog.at_level(logging.WARNING, "collective.futures"):
+            future = executor.submit(stubborn)
+            wait_for(lambda: executor.running == 1, message="stubborn runs")
+            queued = executor.submit(next_one)
+            time.sleep(0.1)
+            assert not queued.done()  # the control: the one slot is held
+            assert future.cancel()
+            assert queued.result(5) == "next"
+        assert executor.ignored_cancellation == 1
+        assert "ignored its cancellation for 0.2 s" in caplog.text
+        assert "stubborn" in caplog.text
+        assert executor.running == 0  # it no longer counts
+    finally:
+        stop.set()
+        executor.shutdown()
+
+
+def test_a_coroutine_that_honours_its_cancellation_is_not_reaped(caplog):
+    import logging
+
+    executor = AsyncioExecutor(max_concurrency=1, cancel_grace=0.1)
+    try:
+        async def polite():
+            await asyncio.sleep(30)
+
+        with caplog.at_level(logging.WARNING, "collective.futures"):
+            future = executor.submit(polite)
+            wait_for(lambda: executor.running == 1, message="polite runs")
+            future.cancel()
+            wait_for(lambda: executor.running == 0, message="its slot back")
+            time.sleep(0.3)  # past the grace: the reaper finds it done
+        assert executor.ignored_cancellation == 0
+        assert "ignored its cancellation" not in caplog.text
+        assert executor.submit(asyncio.sleep, 0).result(5) is None
+    finally:
+        executor.shutdown()

@@ -8,7 +8,9 @@ loop, even while it runs.
 
 Waiting on the network costs a coroutine, not a thread: thousands of
 promises await at once, bounded by ``max_concurrency`` (a semaphore) and
-``max_queue`` (beyond it ``submit`` raises ExecutorFullError).
+``max_queue`` (beyond it ``submit`` raises ExecutorFullError). A coroutine
+that blocks the loop is logged by the watchdog; one that swallows its
+cancellation is logged after ``cancel_grace`` and its slot taken back.
 """
 
 import asyncio
@@ -28,6 +30,18 @@ from ..interfaces import IBoundedExecutor
 logger = logging.getLogger("collective.futures")
 
 
+class _Slot:
+    """One submitted coroutine's task, and whether its concurrency slot
+    was given back (at its end, or taken back when it ignored its
+    cancellation)."""
+
+    __slots__ = ("task", "released")
+
+    def __init__(self):
+        self.task = None
+        self.released = False
+
+
 @implementer(IBoundedExecutor)
 class AsyncioExecutor(concurrent.futures.Executor):
     """See IBoundedExecutor. ``submit(fn, *args, **kwargs)`` calls ``fn`` on
@@ -37,7 +51,8 @@ class AsyncioExecutor(concurrent.futures.Executor):
     runs_in = "loop"
 
     def __init__(self, max_concurrency=1000, max_queue=10000,
-                 name="collective.futures-asyncio", block_threshold=1.0):
+                 name="collective.futures-asyncio", block_threshold=1.0,
+                 cancel_grace=5.0):
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self._name = name
@@ -46,6 +61,11 @@ class AsyncioExecutor(concurrent.futures.Executor):
         self.block_threshold = block_threshold
         #: Times the loop was found blocked.
         self.blocked = 0
+        #: Seconds a cancelled coroutine gets to end before its slot is
+        #: taken back and it is logged as ignoring its cancellation.
+        self.cancel_grace = cancel_grace
+        #: Coroutines that ignored their cancellation (still running).
+        self.ignored_cancellation = 0
         self._stopping = threading.Event()
         # Guards the loop's creation and the count of submitted work.
         self._lock = threading.Lock()
@@ -131,14 +151,46 @@ class AsyncioExecutor(concurrent.futures.Executor):
                     f"wait (asyncio_max_concurrency + asyncio_max_queue)")
             loop = self._ensure_loop()
             self._pending += 1
+        slot = _Slot()
         future = asyncio.run_coroutine_threadsafe(
-            self._run(fn, args, kwargs), loop)
-        future.add_done_callback(self._finished)
+            self._run(fn, args, kwargs, slot), loop)
+        future.add_done_callback(
+            lambda future: self._finished(future, slot, loop))
         return future
 
-    def _finished(self, future):
+    def _finished(self, future, slot, loop):
         with self._lock:
             self._pending -= 1
+        if future.cancelled():
+            # The task was asked to stop; a coroutine may swallow that and
+            # go on, holding its slot for ever: give it cancel_grace.
+            try:
+                loop.call_soon_threadsafe(
+                    loop.call_later, self.cancel_grace, self._reap, slot)
+            except RuntimeError:  # the loop is closed
+                pass
+
+    def _reap(self, slot):
+        """On the loop: a cancelled coroutine still running after
+        cancel_grace ignored its cancellation. Take its slot back so that it
+        cannot stall every other promise, and say which it is."""
+        task = slot.task
+        if task is None or task.done() or slot.released:
+            return
+        self._release(slot)
+        self.ignored_cancellation += 1
+        logger.warning(
+            "%s ignored its cancellation for %g s: it still runs, but no "
+            "longer counts against asyncio_max_concurrency; a coroutine must "
+            "let asyncio.CancelledError propagate", task.get_name(),
+            self.cancel_grace)
+        task.cancel()  # once more, in case it stops at its next await
+
+    def _release(self, slot):
+        # Only the loop thread calls it.
+        slot.released = True
+        self._running -= 1
+        self._semaphore.release()
 
     def _watch(self, loop):
         """The watchdog thread: a coroutine that blocks (``time.sleep``, a
@@ -174,26 +226,28 @@ class AsyncioExecutor(concurrent.futures.Executor):
                     "blocking work on the threads executor)", lag,
                     task.get_name() if task is not None else "a callback")
 
-    async def _run(self, fn, args, kwargs):
+    async def _run(self, fn, args, kwargs, slot):
         # Named after its promise, so that the watchdog can say which.
         promise = args[0] if args and hasattr(args[0], "key") else None
-        asyncio.current_task().set_name(
+        task = slot.task = asyncio.current_task()
+        task.set_name(
             f"promise {promise.key!r} ({promise.name})" if promise is not None
             else name_of(fn))
-        async with self._semaphore:
-            self._running += 1  # only the loop thread changes it
-            try:
-                result = fn(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result
-            except (SystemExit, KeyboardInterrupt) as exc:
-                # Raised out of a task, these stop the loop itself, and
-                # every later promise on it: they become this one's failure.
-                raise FutureAbortedError(
-                    f"a coroutine raised {type(exc).__name__}: {exc}") from exc
-            finally:
-                self._running -= 1
+        await self._semaphore.acquire()
+        self._running += 1  # only the loop thread changes it
+        try:
+            result = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # Raised out of a task, these stop the loop itself, and every
+            # later promise on it: they become this one's failure.
+            raise FutureAbortedError(
+                f"a coroutine raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            if not slot.released:
+                self._release(slot)
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         """See IBoundedExecutor. Idempotent: a second call finds the loop
