@@ -52,6 +52,57 @@ def test_a_client_that_hangs_up_while_suspended_is_noticed(make_zope):
     assert "gone.renders" not in seen
 
 
+def _half_closed_request(zope, path):
+    """Send ``path``, shut the sending side (half-close), read the answer."""
+    sock = socket.create_connection(zope.address, timeout=15)
+    try:
+        sock.sendall(rawhttp.get(path, extra="Connection: close\r\n"))
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return received
+            received += data
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/@@slow-futures?delay=0.5", b"futures: slow after 0.5s"),
+    ("/@@stream?kind=bytes&delay=0.5", b"streamed"),
+])
+def test_a_half_closed_client_is_answered_when_hangups_are_not_watched(
+        make_zope, path, body):
+    zope = make_zope(product_config={"watch_hangups": "false"})
+    # The control: a blocking view answers a half-closed client.
+    assert _half_closed_request(zope, "/@@plain").endswith(b"plain page")
+    answer = _half_closed_request(zope, path)
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(body), answer
+
+
+def test_unwatched_a_hang_up_is_noticed_when_the_response_is_written(make_zope):
+    zope = make_zope(product_config={"watch_hangups": "false"})
+    conn = rawhttp.Connection(zope.address)
+    conn.send(rawhttp.get("/@@slow-futures?delay=0.5&counter=unwatched"))
+    wait_for(lambda: suspended(zope) == 1, message="the request suspended")
+    conn.close()
+    # Its promise runs on and its page is rendered for nobody; then the
+    # connection is closed and nothing is held.
+    wait_for(lambda: zope.counters().get("slow-futures.passes") == 2,
+             message="the second pass")
+    wait_for(lambda: suspended(zope) == 0, message="nothing suspended")
+    assert zope.get("/@@plain") == (200, "plain page")
+
+
+def test_by_default_a_half_closed_client_is_taken_for_gone(make_zope):
+    # What watch_hangups (on) trades: promises of clients that hang up are
+    # dropped at once, and a half-close looks the same as a hang-up.
+    zope = make_zope()
+    assert _half_closed_request(zope, "/@@slow-futures?delay=0.5") == b""
+    assert zope.get("/@@plain") == (200, "plain page")
+
+
 def suspended(zope):
     """Requests suspended now, from the metrics."""
     status, _, body = zope.request("/@@futures-metrics",

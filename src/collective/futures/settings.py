@@ -175,6 +175,14 @@ OPTIONS = (
         "wants to suspend gets ``overload``'s answer.",
     ),
     Option(
+        "watch_hangups", _boolean, True,
+        "Read a suspended request's connection (and a stream's) so that a "
+        "client that hangs up has its promises dropped at once. A client "
+        "that half-closes its connection after sending its request is then "
+        "taken for gone. ``false``: answer such clients, noticing a hang-up "
+        "only when the response is written, as for a blocking view.",
+    ),
+    Option(
         "descriptor_reserve", _count, 256,
         "File descriptors kept free for everything else (ZODB files, logs, "
         "new connections, plain requests): past ``ulimit -n`` minus this, "

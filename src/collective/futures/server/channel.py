@@ -199,8 +199,12 @@ class FuturesChannel(HTTPChannel):
     def _detach(self, detachment):
         with self._handover:
             self.detached = detachment
-        self.readable = self._detached_readable
-        self.handle_read = self._detached_handle_read
+        if get_runtime().settings.watch_hangups:
+            # Else stock readable() (False while requests[0] is held): a
+            # half-closed client is answered; a hang-up is noticed when
+            # the response is written (internals.py, point 4).
+            self.readable = self._detached_readable
+            self.handle_read = self._detached_handle_read
         self.last_activity = time.time()
         get_runtime().metrics.suspend()
         with _detached_lock:
