@@ -192,3 +192,50 @@ def _zombie(pid):
             return stat.read().split(") ")[1].startswith("Z")
     except FileNotFoundError:
         return True
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _suspended(zope):
+    status, _, body = zope.request("/@@futures-metrics",
+                                   headers=zope.admin_headers())
+    return json.loads(body)["suspended"]
+
+
+def test_the_main_loop_is_idle_while_hundreds_of_requests_are_suspended(
+        zope, upstream):
+    # A loop that spins over suspended channels (issue 11, item 8: the
+    # asyncio executor's main thread burnt a core) shows as CPU while
+    # nothing happens but waiting.
+    import asyncio
+
+    count, path = 600, f"/@@async-fanout?n=1&port={upstream.port}&delay=6"
+
+    async def scenario():
+        connections = []
+        for _ in range(count):
+            reader, writer = await asyncio.open_connection(*zope.address)
+            writer.write(rawhttp.get(path))
+            connections.append((reader, writer))
+        try:
+            deadline = time.monotonic() + 20
+            while _suspended(zope) < count and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert _suspended(zope) == count
+            cpu = _cpu_seconds(zope.pid)
+            await asyncio.sleep(1.0)
+            idle_cpu = _cpu_seconds(zope.pid) - cpu
+            answers = await asyncio.wait_for(asyncio.gather(
+                *(reader.readuntil(b"}") for reader, _ in connections)), 30)
+            return idle_cpu, answers
+        finally:
+            for _, writer in connections:
+                writer.close()
+
+    idle_cpu, answers = asyncio.run(scenario())
+    assert all(answer.endswith(b'{"ok": 1, "n": 1}') for answer in answers)
+    assert idle_cpu < 0.3, idle_cpu  # a spinning loop burns about 1.0
