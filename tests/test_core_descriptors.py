@@ -38,16 +38,26 @@ def test_refuses_naming_the_figures_once_the_reserve_would_be_touched():
                             "(ulimit -n; descriptor_reserve 100)")
 
 
-def test_counts_at_most_once_per_interval_and_estimates_in_between():
+def test_counts_once_per_interval_and_estimates_in_between():
+    clock = FakeClock()
+    b, counter = budget(open_now=500, clock=clock)
+    for _ in range(100):  # 200 more estimated: still far from the limit
+        assert b.refusal(0) is None
+    assert counter.calls == 1
+    clock.advance(1.0)
+    assert b.refusal(0) is None and counter.calls == 2
+
+
+def test_near_the_limit_it_counts_again_before_refusing():
     clock = FakeClock()
     b, counter = budget(open_now=880, clock=clock)
-    # 880 + 2 + 100 = 982: room for 9 more at 2 each before a new count.
+    # 880 + 2 + 100 = 982: room for 9 more at 2 each by the estimate.
     admitted = sum(b.refusal(0) is None for _ in range(20))
     assert admitted == (1000 - 100 - 880) // PER_REQUEST
-    assert counter.calls == 1
+    assert counter.calls == 1  # refusals within min_interval: no recount
     counter.value = 700  # descriptors were closed meanwhile
-    clock.advance(0.1)
-    assert b.refusal(0) is None and counter.calls == 2
+    clock.advance(0.05)
+    assert b.refusal(0) is None and counter.calls == 2  # a fresh count
 
 
 def test_without_a_count_the_in_flight_estimate_decides():

@@ -7,6 +7,7 @@ import socket
 import threading
 
 import pytest
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
 
 from collective.futures import runtime as runtime_module
@@ -156,3 +157,91 @@ def test_the_racing_channel_does_make_the_round_end_inside_refuse(runtime, make_
     channel.race = (release, server.queued)
     assert channel.detached is not None  # the value read before the end
     assert server.queued.is_set()  # ...and the round ended during the read
+
+
+# The main loop while a worker writes (issue 11, item 8)
+
+def held_with_output(channel, size=100):
+    """A request held (a worker serves it) with ``size`` bytes buffered, as
+    waitress's write_soon() leaves them before it sends."""
+    channel.requests = [object()]
+    channel.outbufs[-1].append(b"x" * size)
+    channel.total_outbufs_len = size
+
+
+def handle_writes(channel, iterations):
+    """Run waitress's real poll() main loop on the channel's map for
+    ``iterations`` iterations; the number of handle_write() calls."""
+    calls = []
+    channel.handle_write = lambda: calls.append(type(channel).handle_write(channel))
+    try:
+        wasyncore.loop(timeout=0.01, use_poll=True, map=channel._map,
+                       count=iterations)
+    finally:
+        del channel.handle_write
+    return len(calls)
+
+
+def test_the_main_loop_does_not_spin_while_a_writer_holds_the_output(make_channel):
+    # The socket is writable and bytes are buffered, but the thread that
+    # holds outbuf_lock sends them itself: handle_write() could do nothing.
+    # With stock writable(), poll() returned at once for it, every
+    # iteration, as long as the writer held the lock (the spin of issue
+    # 11, item 8: hundreds of poll() calls per request under load).
+    channel, server = make_channel()
+    held_with_output(channel)
+    holding, release = threading.Event(), threading.Event()
+
+    def writer():
+        with channel.outbuf_lock:
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer, name="test-outbuf-writer")
+    thread.start()
+    try:
+        assert holding.wait(10)
+        writes = handle_writes(channel, 20)
+        assert writes <= 2, f"{writes} handle_write() calls in 20 iterations"
+        assert not channel.writable()
+    finally:
+        release.set()
+        thread.join(10)
+    # The lock is free: the main loop sends, as stock waitress does.
+    assert channel.writable()
+    assert handle_writes(channel, 1) == 1
+    assert channel.total_outbufs_len == 0
+
+
+def test_writable_still_says_what_handle_write_would_do(make_channel):
+    channel, server = make_channel()
+    assert not channel.writable()  # nothing buffered
+    held_with_output(channel)
+    assert channel.writable()  # held, lock free: flushed if lockable
+    channel.adj.send_bytes = 1000  # waitress's deprecated threshold
+    assert not channel.writable()  # held, below it: handle_write() waits
+    channel.requests = []
+    assert channel.writable()  # not held: flushed at once
+    channel.total_outbufs_len = 0
+    channel.close_when_flushed = True
+    assert channel.writable()  # closing: handle_write() closes
+
+
+def test_a_write_that_leaves_bytes_wakes_the_loop_once_the_lock_is_free(make_channel):
+    # writable() is false while a writer holds the lock, so the trigger
+    # waitress pulls inside it may be spent before the lock is free: the
+    # channel pulls it again after, or what is left waits for the next
+    # event (up to asyncore_loop_timeout).
+    channel, server = make_channel()
+    channel.requests = [object()]
+    owned_at_pull = []
+    server.pull_trigger = lambda: owned_at_pull.append(channel.outbuf_lock._is_owned())
+    # The peer reads nothing: the socket takes part, the rest stays (in
+    # memory: below outbuf_overflow, no temporary file).
+    channel.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    try:
+        channel.write_soon(b"x" * (256 << 10))
+        assert channel.total_outbufs_len > 0
+        assert owned_at_pull and owned_at_pull[-1] is False
+    finally:
+        channel.handle_close()

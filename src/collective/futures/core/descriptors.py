@@ -11,10 +11,13 @@ descriptors fails in the worst places (``accept``, a ZODB file, a log
 handler), so admission refuses new suspended requests and streams with a
 503 while fewer than ``reserve`` descriptors are left.
 
-Counting is exact on Linux (``/proc/self/fd``), at most once per
-``interval`` seconds: in between, each admission counts for ``per_request``
-descriptors, so a burst cannot overshoot between two counts. Elsewhere the
-count is that estimate alone, from the admitted requests in flight.
+Counting is exact on Linux (``/proc/self/fd``), but costs a few
+milliseconds with thousands open: it is done once per ``interval`` seconds,
+and in between each admission counts for ``PER_REQUEST`` descriptors (a
+burst cannot overshoot between two counts). Only when that estimate comes
+near the limit is it counted again sooner, at most every ``min_interval``
+seconds, so that a refusal rests on a fresh count. Elsewhere the count is
+the estimate alone, from the admitted requests in flight.
 """
 
 import os
@@ -70,12 +73,13 @@ class Budget:
     """``refusal(in_flight)``: None while descriptors are left, else why
     not (the reason a 503 gives)."""
 
-    def __init__(self, reserve, limit=soft_limit, count=None, interval=0.1,
-                 clock=time.monotonic):
+    def __init__(self, reserve, limit=soft_limit, count=None, interval=1.0,
+                 min_interval=0.05, clock=time.monotonic):
         self.reserve = reserve
         self._limit = limit
         self._count = count if count is not None else _count_open
         self.interval = interval
+        self.min_interval = min_interval
         self.clock = clock
         # Guards the cached count: admissions race on worker threads.
         self._lock = threading.Lock()
@@ -91,13 +95,18 @@ class Budget:
             return None
         with self._lock:
             now = self.clock()
-            if self._counted_at is None or now - self._counted_at >= self.interval:
+            open_now = self._counted + self._since * PER_REQUEST
+            full = open_now + PER_REQUEST + self.reserve > limit
+            age = None if self._counted_at is None else now - self._counted_at
+            if age is None or age >= self.interval or (
+                    full and age >= self.min_interval):
                 counted = self._count()
                 self._counted = (counted if counted is not None
                                  else in_flight * PER_REQUEST)
                 self._counted_at, self._since = now, 0
-            open_now = self._counted + self._since * PER_REQUEST
-            if open_now + PER_REQUEST + self.reserve > limit:
+                open_now = self._counted
+                full = open_now + PER_REQUEST + self.reserve > limit
+            if full:
                 return (f"{open_now} of {limit} file descriptors are open "
                         f"(ulimit -n; descriptor_reserve {self.reserve})")
             self._since += 1

@@ -155,7 +155,45 @@ class FuturesChannel(HTTPChannel):
             # Outside the lock: ending the job calls _job_done.
             detachment.job.cancel(reason)
 
+    def writable(self):
+        # Stock writable() is true whenever output is buffered, but while a
+        # request is held (served by a worker, or detached) handle_write()
+        # sends only from send_bytes on, and only if it gets outbuf_lock at
+        # once: otherwise poll() returns at once (the socket is writable)
+        # for a handle_write() that does nothing, iteration after
+        # iteration, and the spinning loop takes the GIL from the very
+        # thread that holds the lock (issue 11, item 8). Whoever leaves
+        # bytes that handle_write() would send pulls the trigger: service()
+        # once it pops the request, write_soon() (below) once it lets the
+        # lock go (internals.py, point 11).
+        if self.will_close or self.close_when_flushed:
+            return True
+        pending = self.total_outbufs_len
+        if not pending:
+            return False
+        if not self.requests:
+            return True
+        if pending < self.adj.send_bytes:
+            return False
+        if pending > self.adj.outbuf_high_watermark:
+            # A writer waits for room, with the lock released.
+            return True
+        lock = self.outbuf_lock
+        if lock.acquire(False):
+            lock.release()
+            return True
+        return False
+
     # SYNCHRONOUS METHODS (worker thread)
+
+    def write_soon(self, data):
+        # A worker's or a stream thread's write, which flushes what it can
+        # itself, with outbuf_lock held. writable() was false meanwhile:
+        # wake the main loop if bytes it would send are left.
+        written = super().write_soon(data)
+        if self.total_outbufs_len >= self.adj.send_bytes and self.connected:
+            self.server.pull_trigger()
+        return written
 
     def service(self):
         with self._handover:

@@ -44,10 +44,15 @@ release that moves any of it fails loudly instead of hanging requests.
     of ``waitress.adjustments.Adjustments`` are class attributes, so one
     set before the server is created is that server's default (an option
     given in zope.ini still wins).
-11. ``HTTPChannel.handle_write()`` runs on the main loop when the socket can
-    take bytes and the output buffer is not empty (``writable()``), and
-    sends what the buffer holds (``adj.send_bytes`` is 1 by default), which
-    lowers ``total_outbufs_len``.
+11. ``HTTPChannel.handle_write()`` runs on the main loop when the socket
+    can take bytes and ``writable()`` said so; it sends nothing while
+    ``requests`` is not empty unless ``total_outbufs_len >= adj.send_bytes``
+    (1 by default) and it gets ``outbuf_lock`` without blocking.
+    ``write_soon()`` appends, and (from waitress 2.1) sends, with
+    ``outbuf_lock`` held, pulling the trigger inside it when bytes are
+    left; ``service()`` pulls the trigger after it pops the request; a
+    writer waiting for room (``total_outbufs_len`` above
+    ``outbuf_high_watermark``) waits on ``outbuf_lock``, released.
 """
 
 import waitress
@@ -72,8 +77,9 @@ BaseWSGIServer = waitress.server.BaseWSGIServer
 Adjustments = waitress.adjustments.Adjustments
 
 _REQUIRED = (
-    (HTTPChannel, ("service", "readable", "handle_read", "handle_close",
-                   "handle_write", "task_class", "received")),
+    (HTTPChannel, ("service", "readable", "writable", "handle_read",
+                   "handle_write", "handle_close", "write_soon", "task_class",
+                   "received")),
     (WSGITask, ("get_environment", "execute", "service", "write", "finish",
                 "build_response_header")),
     (BaseWSGIServer, ("channel_class", "add_task", "pull_trigger", "run")),
