@@ -1,7 +1,8 @@
 """waitress glue: serve suspendable requests.
 
 :func:`install` makes every waitress server created afterwards in this
-process use :class:`~.channel.FuturesChannel` and a ``poll()`` main loop. Zope's ``runwsgi`` loads the
+process use :class:`~.channel.FuturesChannel` and a ``poll()`` main loop
+(``epoll`` where there is one, see ``loop.py``). Zope's ``runwsgi`` loads the
 application (and so Zope's startup, where this is called) before it creates
 the server, which is why the stock ``zope.ini`` needs no change.
 """
@@ -9,12 +10,15 @@ the server, which is why the stock ``zope.ini`` needs no change.
 import logging
 
 from . import internals
+from .loop import LoopModule
 
 
 logger = logging.getLogger("collective.futures")
 
 #: waitress's own default, for uninstall().
 _STOCK_USE_POLL = internals.Adjustments.asyncore_use_poll
+#: What servers read as self.asyncore once installed.
+_LOOP = LoopModule()
 
 
 def install():
@@ -54,6 +58,11 @@ def install():
     # numbered 1024 or more, whatever ulimit -n says. poll() has no such
     # limit. An asyncore_use_poll given in zope.ini still decides.
     internals.Adjustments.asyncore_use_poll = True
+    # The third: the main loop (internals.py, point 12), which keeps its
+    # epoll registrations instead of asking every connection on every
+    # iteration (loop.py). Used only where waitress would poll.
+    for cls in internals.SERVER_CLASSES:
+        cls.asyncore = _LOOP
     return True
 
 
@@ -61,3 +70,5 @@ def uninstall():
     """Undo :func:`install` (for tests and embedding)."""
     internals.BaseWSGIServer.channel_class = internals.HTTPChannel
     internals.Adjustments.asyncore_use_poll = _STOCK_USE_POLL
+    for cls in internals.SERVER_CLASSES:
+        cls.asyncore = internals.wasyncore

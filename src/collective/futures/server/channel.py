@@ -33,6 +33,7 @@ from ..interfaces import StreamHandoff, SuspendRequest
 from ..runtime import get_runtime
 from .fairness import gate_for
 from .internals import HTTPChannel
+from .loop import QUIET
 from .streaming import StreamJob
 from .task import FuturesTask
 
@@ -144,6 +145,7 @@ class FuturesChannel(HTTPChannel):
     def handle_close(self):
         with self._handover:
             detachment = self.detached
+        QUIET.discard(self._fileno)  # its number may be reused at once
         super().handle_close()
         if detachment is not None:
             detachment.job.cancel("the connection closed")
@@ -223,7 +225,7 @@ class FuturesChannel(HTTPChannel):
         detachment.job = get_runtime().make_round(
             state.take_pending(),
             on_done=lambda outcomes: self._job_done(detachment, outcomes))
-        self._detach(detachment)
+        self._detach(detachment, quiet=True)
 
     def _stream(self, task, stream):
         # start_response was called (status and headers stored on the task,
@@ -234,7 +236,7 @@ class FuturesChannel(HTTPChannel):
         self.handle_write = self._streaming_handle_write
         self._detach(detachment)
 
-    def _detach(self, detachment):
+    def _detach(self, detachment, quiet=False):
         with self._handover:
             self.detached = detachment
         if get_runtime().settings.watch_hangups:
@@ -247,6 +249,10 @@ class FuturesChannel(HTTPChannel):
         get_runtime().metrics.suspend()
         with _detached_lock:
             _detached.add(self)
+        if quiet:
+            # Nothing to send until the round ends: the main loop stops
+            # asking this channel (loop.py) until _job_done.
+            QUIET.add(self._fileno)
         # The job may end inside start() (every promise refused at once);
         # _job_done then re-queues the channel, which is why nothing here
         # touches the channel after it.
@@ -269,6 +275,7 @@ class FuturesChannel(HTTPChannel):
     # COMPLETION (the thread that ends the job)
 
     def _job_done(self, detachment, outcomes=None):
+        QUIET.discard(self._fileno)
         state = detachment.state
         if state is not None:
             state.record(outcomes)

@@ -53,6 +53,12 @@ release that moves any of it fails loudly instead of hanging requests.
     left; ``service()`` pulls the trigger after it pops the request; a
     writer waiting for room (``total_outbufs_len`` above
     ``outbuf_high_watermark``) waits on ``outbuf_lock``, released.
+12. ``BaseWSGIServer.run()`` (and ``MultiSocketServer.run()``) runs the main
+    loop as ``self.asyncore.loop(timeout=, map=, use_poll=)``, reading
+    ``asyncore`` from the class (waitress's "test shim"), and dispatches
+    events with ``wasyncore.readwrite(obj, flags)``; a channel's
+    ``readable()`` and ``writable()`` are what the loop must watch, its
+    ``_fileno`` its key in the map.
 """
 
 import waitress
@@ -60,6 +66,7 @@ import waitress.adjustments
 import waitress.channel
 import waitress.server
 import waitress.task
+import waitress.wasyncore
 
 
 try:  # Python 3.8+: the installed distribution's version
@@ -74,6 +81,10 @@ HTTPChannel = waitress.channel.HTTPChannel
 ClientDisconnected = waitress.channel.ClientDisconnected
 WSGITask = waitress.task.WSGITask
 BaseWSGIServer = waitress.server.BaseWSGIServer
+#: The server classes whose main loop the package replaces (point 12).
+SERVER_CLASSES = (waitress.server.BaseWSGIServer,
+                  waitress.server.MultiSocketServer)
+wasyncore = waitress.wasyncore
 Adjustments = waitress.adjustments.Adjustments
 
 _REQUIRED = (
@@ -82,7 +93,10 @@ _REQUIRED = (
                    "received")),
     (WSGITask, ("get_environment", "execute", "service", "write", "finish",
                 "build_response_header")),
-    (BaseWSGIServer, ("channel_class", "add_task", "pull_trigger", "run")),
+    (BaseWSGIServer, ("channel_class", "add_task", "pull_trigger", "run",
+                      "asyncore")),
+    (waitress.server.MultiSocketServer, ("asyncore", "run")),
+    (waitress.wasyncore, ("loop", "readwrite", "socket_map")),
     (Adjustments, ("asyncore_use_poll",)),
 )
 
