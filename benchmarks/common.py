@@ -22,6 +22,13 @@ import threading
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+def cpu_seconds(pid):
+    """utime + stime of process ``pid`` (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class BenchmarkFailed(Exception):
     """What a benchmark measured crashed or gave wrong results: its figures
     describe a failure, not the code. ``report`` holds what was measured,

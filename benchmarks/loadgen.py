@@ -25,10 +25,13 @@ class Sample:
         return self.end - self.start
 
 
-async def _read_response(reader):
+async def read_response(reader, first_bytes=False):
+    """``(status, body, close)`` of one response on ``reader``.
+    ``first_bytes``: read the head, then only what the first read of the
+    body gives (a client that leaves a stream)."""
     status_line = await reader.readline()
     if not status_line:
-        raise ConnectionError("closed")
+        raise ConnectionError("closed before the status line")
     status = int(status_line.split()[1])
     length, chunked, close = None, False, False
     while True:
@@ -43,19 +46,38 @@ async def _read_response(reader):
             chunked = True
         elif name == "connection" and value == "close":
             close = True
+    if first_bytes:
+        return status, await reader.read(4096), True
     if chunked:
+        parts = []
         while True:
             size = int((await reader.readline()).split(b";")[0], 16)
             if size == 0:
                 await reader.readline()
                 break
-            await reader.readexactly(size + 2)
+            parts.append((await reader.readexactly(size + 2))[:-2])
+        body = b"".join(parts)
     elif length is not None:
-        await reader.readexactly(length)
+        body = await reader.readexactly(length)
     else:
-        await reader.read()
-        close = True
-    return status, close
+        body, close = await reader.read(), True
+    return status, body, close
+
+
+async def run_users(user, concurrency, deadline):
+    """Run ``concurrency`` coroutines ``user()`` at once, for at most
+    ``deadline`` seconds (a backstop: each request has its own bound);
+    re-raises what one of them raised, and RuntimeError past the deadline."""
+    users = [asyncio.ensure_future(user()) for _ in range(concurrency)]
+    done, pending = await asyncio.wait(users, timeout=deadline)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*users, return_exceptions=True)
+    for task in done:
+        if task.exception() is not None:
+            raise task.exception()
+    if pending:
+        raise RuntimeError(f"the load did not end within {deadline:g} s")
 
 
 class _Client:
@@ -68,7 +90,7 @@ class _Client:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
         await self.writer.drain()
-        status, close = await _read_response(self.reader)
+        status, _, close = await read_response(self.reader)
         if close:
             self.close()
         return status

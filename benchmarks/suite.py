@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import pathlib
 import re
 import subprocess
@@ -45,6 +44,8 @@ sys.path[:0] = [str(HERE), str(ROOT / "tests")]
 import common  # noqa: E402
 import executors  # noqa: E402
 import loadgen  # noqa: E402
+import overhead  # noqa: E402
+import soak  # noqa: E402
 import slow_requests  # noqa: E402
 import stream_memory  # noqa: E402
 from zopeinstance import ZopeInstance, subprocess_env  # noqa: E402
@@ -72,7 +73,19 @@ CONFIGS = (
     # the "before" of the fairness remedy.
     Config("futures, threads, no fairness gate", "/@@bench-futures",
            extra=(("resume_slots", "0"),), only=(64, 256)),
+    # A stream whose fn is a coroutine: no thread while it awaits.
+    Config("stream iterator, async fn", "/@@bench-stream-async"),
 )
+
+#: The full run's scale measurements: thousands of concurrent slow requests
+#: (configuration name -> concurrencies), at SCALE_LATENCY for SCALE_DURATION
+#: seconds (three requests per virtual user), with the bounds raised so
+#: that only the machine limits them.
+SCALE = {"futures, asyncio executor": (1024, 4096),
+         "stream iterator, async fn": (2048,)}
+SCALE_LATENCY, SCALE_DURATION = 10.0, 40.0
+SCALE_CONFIG = (("max_suspended", "10000"), ("max_streams", "10000"),
+                ("asyncio_max_concurrency", "10000"), ("timeout", "120"))
 
 #: Settings of the collective.futures instances, sized for the largest C
 #: measured: the thread executor (max_workers) and the stream pool
@@ -95,6 +108,8 @@ OTHERS = {
                       dict(n=4, delay=0.2)),
     "stream_memory": (stream_memory, dict(mib=1024), dict(mib=64)),
     "executors": (executors, dict(), dict(n=100, delay=0.2)),
+    "overhead": (overhead, dict(rounds=5, n=3000), dict(rounds=2, n=300)),
+    "soak": (soak, dict(n=20000), dict(n=400)),
 }
 
 
@@ -117,12 +132,6 @@ def describe(samples, prefix):
         figures[f"{prefix}_{label}_ms"] = None if value is None else round(value * 1000, 1)
         figures[f"{prefix}_{label}_censored"] = censored
     return figures
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Sampler:
@@ -217,7 +226,9 @@ class Suite:
             "concurrency": args.concurrency, "futures_config": FUTURES_CONFIG,
             "waitress": SERVER_EXTRA.replace("\n", "; "),
             "fresh_instance_per_measurement": not args.quick,
-        }, "results": {}, "ceilings": {}, "ratios": {}}
+        }, "results": {}, "ceilings": {}, "ratios": {},
+            "scale": {"latency_s": SCALE_LATENCY, "duration_s": SCALE_DURATION,
+                      "config": dict(SCALE_CONFIG)}}
 
     def instance(self, config):
         self.instances += 1
@@ -238,12 +249,12 @@ class Suite:
 
     def measure(self, zope, config, concurrency, latency, duration):
         unloaded = load(zope, "/@@bench-plain", 0, self.args.probe_seconds)[1]
-        rss_before, cpu_before = zope.rss(), cpu_seconds(zope.pid)
+        rss_before, cpu_before = zope.rss(), common.cpu_seconds(zope.pid)
         with Sampler(zope) as sampler:
             samples, probes, started, end = load(
                 zope, self.url(config, latency), concurrency, duration,
                 stagger=max(latency, 0.05))
-        cpu = cpu_seconds(zope.pid) - cpu_before
+        cpu = common.cpu_seconds(zope.pid) - cpu_before
         warm = min(latency + 0.5, duration / 3)
         rate = throughput(samples, started, end, warm)
         figures = {
@@ -324,6 +335,36 @@ class Suite:
             if zope is not None:
                 zope.stop()
 
+    def scale(self):
+        """SCALE: each concurrency on a fresh instance; efficiency against
+        min(C / L, the configuration's CPU ceiling)."""
+        results = self.report["scale"]["results"] = {}
+        by_name = {config.name: config for config in CONFIGS}
+        for name, concurrencies in SCALE.items():
+            config = dataclasses.replace(by_name[name],
+                                         extra=by_name[name].extra + SCALE_CONFIG)
+            ceiling = self.report["ceilings"][name]["throughput_rps"]
+            for concurrency in concurrencies:
+                zope = self.instance(config)
+                try:
+                    figures = self.measure(zope, config, concurrency,
+                                           SCALE_LATENCY, SCALE_DURATION)
+                finally:
+                    zope.stop()
+                limit = min(concurrency / SCALE_LATENCY, ceiling)
+                figures["limit_rps"] = round(limit, 2)
+                figures["efficiency"] = round(figures["throughput_rps"] / limit, 3)
+                grown = figures["rss_peak_mib"] - figures["rss_before_mib"]
+                figures["kib_per_request"] = round(grown * 1024 / concurrency, 1)
+                figures["threads_per_request"] = round(
+                    figures["threads_peak"] / concurrency, 4)
+                results.setdefault(name, {})[str(concurrency)] = figures
+                print(f"  scale: {name}, C = {concurrency}, L = {SCALE_LATENCY:g} s: "
+                      f"{figures['throughput_rps']:.1f} req/s (efficiency "
+                      f"{figures['efficiency']:.2f}), {figures['threads_peak']} "
+                      f"threads, {figures['kib_per_request']} KiB per request",
+                      flush=True)
+
     def loadgen_ceiling(self):
         """The load generator against a trivial server (the upstream, no
         delay): what it can deliver at most."""
@@ -335,27 +376,6 @@ class Suite:
         self.report["loadgen_ceiling_rps"] = round(rate, 1)
         print(f"  load generator ceiling (trivial asyncio server, C = 64): "
               f"{rate:.0f} req/s", flush=True)
-
-    def overhead(self):
-        """Plain-page throughput at C = 16, with the package active and
-        without it: both instances up, measured in turns (three rounds,
-        the median of each), so a noisy neighbour hits both alike."""
-        configs = (CONFIGS[0], CONFIGS[2])
-        zopes = [self.instance(config) for config in configs]
-        rates = {config.name: [] for config in configs}
-        try:
-            for _ in range(3):
-                for config, zope in zip(configs, zopes):
-                    samples, _, started, end = load(
-                        zope, "/@@bench-plain", 16, self.args.duration / 2, probe=None)
-                    rates[config.name].append(throughput(samples, started, end, 0.3))
-                    self.check(zope, f"plain page, C = 16: {config.name}", samples)
-        finally:
-            for zope in zopes:
-                zope.stop()
-        figures = {name: round(sorted(values)[1], 1) for name, values in rates.items()}
-        self.report["plain_page_rps_c16"] = figures
-        return round(figures[configs[1].name] / figures[configs[0].name], 3)
 
     def ratios(self):
         ratios = self.report["ratios"]
@@ -369,7 +389,6 @@ class Suite:
                      if f["fairness"] is not None]
             if worst:
                 ratios[f"fairness (worst C): {config.name}"] = max(worst)
-        ratios["overhead (plain page, C=16)"] = self.overhead()
         big = max(int(c) for c in results[CONFIGS[2].name])
         for config in CONFIGS[2:5]:
             f = results[config.name][str(big)]
@@ -433,6 +452,16 @@ def table(report):
         for concurrency, f in results.items():
             lines.append(
                 f"{name:36} {concurrency:>4} {f['throughput_rps']:7.1f} "
+                f"{f['limit_rps']:6.1f} {f['efficiency']:5.2f} "
+                f"{fmt_ms(f, 'slow_p50'):>8} {fmt_ms(f, 'slow_p95'):>8} "
+                f"{fmt_ms(f, 'slow_p99'):>8} {fmt_ms(f, 'plain_p50'):>9} "
+                f"{fmt_ms(f, 'plain_p99'):>9} {f['rss_peak_mib']:7.1f} "
+                f"{f['threads_peak']:4}")
+    for name, results in report.get("scale", {}).get("results", {}).items():
+        for concurrency, f in results.items():
+            lines.append(
+                f"{'scale (L = ' + format(f['latency_s'], 'g') + ' s): ' + name:36} "
+                f"{concurrency:>4} {f['throughput_rps']:7.1f} "
                 f"{f['limit_rps']:6.1f} {f['efficiency']:5.2f} "
                 f"{fmt_ms(f, 'slow_p50'):>8} {fmt_ms(f, 'slow_p95'):>8} "
                 f"{fmt_ms(f, 'slow_p99'):>8} {fmt_ms(f, 'plain_p50'):>9} "
@@ -508,6 +537,8 @@ def main(argv=None):
         suite.loadgen_ceiling()
         for config in CONFIGS:
             suite.run_config(config)
+        if not args.quick:
+            suite.scale()
         suite.ratios()
     report = suite.report
     report["commit"] = measured

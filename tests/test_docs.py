@@ -441,7 +441,8 @@ def test_benchmark_json_is_a_clean_full_run():
 def test_a_failed_or_unclean_run_is_refused():
     # Positive control.
     clean = {"commit": {"sha": "9631219", "dirty": False}, "failures": [],
-             "slow_requests": {}, "stream_memory": {}, "executors": {}}
+             "slow_requests": {}, "stream_memory": {}, "executors": {},
+             "scale": {}, "soak": {}, "overhead": {}}
     assert run_problems(clean) == []
     assert run_problems({**clean, "failures": ["stream iterator, C = 256: 503"]})
     assert run_problems({**clean, "commit": {"sha": "9631219", "dirty": True}})

@@ -194,12 +194,6 @@ def _zombie(pid):
         return True
 
 
-def _cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _suspended(zope):
     status, _, body = zope.request("/@@futures-metrics",
                                    headers=zope.admin_headers())
@@ -226,9 +220,9 @@ def test_the_main_loop_is_idle_while_hundreds_of_requests_are_suspended(
             while _suspended(zope) < count and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert _suspended(zope) == count
-            cpu = _cpu_seconds(zope.pid)
+            cpu = zope.cpu_seconds()
             await asyncio.sleep(1.0)
-            idle_cpu = _cpu_seconds(zope.pid) - cpu
+            idle_cpu = zope.cpu_seconds() - cpu
             answers = await asyncio.wait_for(asyncio.gather(
                 *(reader.readuntil(b"}") for reader, _ in connections)), 30)
             return idle_cpu, answers

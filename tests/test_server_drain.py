@@ -7,7 +7,6 @@ import logging
 import signal
 import threading
 
-import pytest
 
 from collective.futures.core.promise import Promise
 from collective.futures.core.runtime import Runtime

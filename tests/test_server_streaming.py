@@ -8,7 +8,6 @@ import logging
 import threading
 import types
 
-import pytest
 from zope.globalrequest import getRequest
 from zope.interface.verify import verifyObject
 
@@ -18,7 +17,7 @@ from collective.futures.exceptions import ExecutorFullError
 from collective.futures.interfaces import IDetachedJob
 from collective.futures.server.internals import ClientDisconnected
 from collective.futures.server.streaming import (
-    StreamJob, StreamStalled, set_response)
+    StreamJob, set_response)
 from collective.futures.settings import Settings
 from collective.futures.sandbox import NO_REQUEST
 

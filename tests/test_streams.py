@@ -6,7 +6,6 @@ import concurrent.futures
 import hashlib
 import http.client
 import json
-import os
 import re
 import socket
 import time
@@ -227,12 +226,6 @@ def test_streams_without_suspension_run_inline_with_the_same_output(make_zope, s
 
 # streams at scale: a thread only while something computes
 
-def _cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _open_streams(port, path, count):
     connections = []
     for _ in range(count):
@@ -312,7 +305,7 @@ def test_a_client_that_reads_nothing_holds_no_thread(make_zope):
 def test_small_chunks_reach_the_client_as_they_are_made(zope):
     # Each chunk goes out as it is made, and the main loop stays idle while
     # the generator sleeps.
-    cpu_before = _cpu_seconds(zope.pid)
+    cpu_before = zope.cpu_seconds()
     sock = socket.create_connection(zope.address, timeout=10)
     try:
         sock.sendall(b"GET /@@stream?kind=events&count=3&delay=1 HTTP/1.1\r\n"
@@ -331,4 +324,4 @@ def test_small_chunks_reach_the_client_as_they_are_made(zope):
     assert b"event 2" in received
     assert first_event < 0.8 and total >= 2.5, (first_event, total)
     # Three seconds of a slow stream: an idle main loop, not a spinning one.
-    assert _cpu_seconds(zope.pid) - cpu_before < 1.0
+    assert zope.cpu_seconds() - cpu_before < 1.0

@@ -258,6 +258,12 @@ class ZopeInstance:
         """The server process's resident set size, in bytes (Linux)."""
         return self._status("VmRSS") * 1024
 
+    def cpu_seconds(self):
+        """CPU time the process used so far (utime + stime, all threads)."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def thread_count(self):
         """Threads of the server process (Linux)."""
         return self._status("Threads")

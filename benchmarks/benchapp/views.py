@@ -1,4 +1,5 @@
 import asyncio
+import time
 import urllib.request
 
 from collective import futures
@@ -21,6 +22,15 @@ async def fetch_async(port, delay):
         return await reader.read()
     finally:
         writer.close()
+
+
+def chunks(port, delay, count, size, pause):
+    """The upstream's answer, then ``count`` chunks of ``size`` bytes,
+    ``pause`` seconds apart: a stream a client can leave midway."""
+    yield fetch(port, delay)
+    for _ in range(count):
+        time.sleep(pause)
+        yield b"x" * size
 
 
 class _View:
@@ -59,3 +69,25 @@ class Asyncio(_View):
 class Stream(_View):
     def __call__(self):
         return AsyncWorkerStreamIterator(fetch, self.request, *self.call())
+
+
+class Processes(_View):
+    def __call__(self):
+        body = futures.resultOrSubmit(
+            "up", None, futures.promise(fetch, executor="processes"), *self.call())
+        return "placeholder" if body is None else f"processes {len(body)}"
+
+
+class StreamChunks(_View):
+    def __call__(self):
+        form = self.request.form
+        return AsyncWorkerStreamIterator(
+            chunks, self.request, *self.call(), int(form.get("count", 20)),
+            int(form.get("size", 16384)), float(form.get("pause", 0.005)))
+
+
+class StreamAsync(_View):
+    """A stream whose fn is a coroutine: no thread while it awaits."""
+
+    def __call__(self):
+        return AsyncWorkerStreamIterator(fetch_async, self.request, *self.call())
