@@ -63,9 +63,16 @@ class EpollLoop:
 
     def _set(self, fd, obj, flags):
         known = self.registered.get(fd)
-        if known is not None and known[0] is obj and known[1] == flags:
-            return
         if known is not None:
+            if known[0] is obj and known[1] == flags:
+                return
+            if flags:
+                try:
+                    self.epoll.modify(fd, flags)
+                    self.registered[fd] = (obj, flags)
+                    return
+                except (OSError, ValueError):  # forgotten by the kernel
+                    pass
             self._forget(fd)
         if flags:
             try:
