@@ -94,6 +94,8 @@ class FuturesChannel(HTTPChannel):
     #: The :class:`Detachment` the running service() took, for its task
     #: (read on that worker thread while the task runs).
     served = None
+    #: A worker runs this channel's service() now (guarded by _handover).
+    _in_service = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -131,6 +133,20 @@ class FuturesChannel(HTTPChannel):
             # started, abandon running ones; the re-queued service() closes
             # the connection without rendering.
             self._cancel("the client disconnected")
+
+    def received(self, data):
+        result = HTTPChannel.received(self, data)
+        if self.requests and not self.adj.channel_request_lookahead:
+            # A request was parsed and its service() queued: nothing can
+            # change here before a worker takes it (readable() is false
+            # while a request is held, nothing is buffered), so the main
+            # loop need not ask (loop.py). Under the lock service() takes
+            # first, so that one already running stays loud.
+            with self._handover:
+                if (not self._in_service and self.detached is None
+                        and not self.total_outbufs_len):
+                    QUIET.add(self._fileno)
+        return result
 
     def _streaming_handle_write(self):
         # A handed-off stream's pump parks while waitress's output buffer is
@@ -201,6 +217,9 @@ class FuturesChannel(HTTPChannel):
         with self._handover:
             served, self._next = self._next, None
             self.served = served  # for this service()'s task
+            # Loud from now on: this service() may write (loop.py).
+            self._in_service = True
+            QUIET.discard(self._fileno)
         try:
             super().service()
         except SuspendRequest as suspension:
@@ -215,6 +234,7 @@ class FuturesChannel(HTTPChannel):
                 # re-queues the channel before this one has returned.
                 if self.served is served:
                     self.served = None
+                self._in_service = False
             if served is not None and served.gated:
                 gate_for(self.server, get_runtime().settings.resume_slots).done()
 
@@ -275,7 +295,6 @@ class FuturesChannel(HTTPChannel):
     # COMPLETION (the thread that ends the job)
 
     def _job_done(self, detachment, outcomes=None):
-        QUIET.discard(self._fileno)
         state = detachment.state
         if state is not None:
             state.record(outcomes)
@@ -292,8 +311,12 @@ class FuturesChannel(HTTPChannel):
             _detached.discard(self)
         get_runtime().metrics.resume()
         if state is None:
-            self.server.add_task(self)
+            self.server.add_task(self)  # a stream's: loud (not quiet)
             return
+        # Still quiet (loop.py): nothing to send before service() runs,
+        # which makes it loud; no longer read (readable() is stock again),
+        # which the loop learns by asking once more.
+        QUIET.add(self._fileno)
         # Through the gate, so a burst of resumed requests cannot queue
         # ahead of every fresh one (fairness.py).
         gate_for(self.server, get_runtime().settings.resume_slots).resume(self)

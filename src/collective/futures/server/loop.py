@@ -27,10 +27,35 @@ import select
 from waitress import wasyncore
 
 
-#: Descriptors of quiet channels (see above). A channel adds its own while
-#: it is detached on a suspended request and discards it before it is
-#: served again or closed; set.add and set.discard are atomic.
-QUIET = set()
+class Quiet:
+    """The descriptors of quiet channels (see above). A channel adds its own
+    when it becomes quiet, or quiet for another reason (its answers may
+    have changed: the loop asks it once more), and discards it before it
+    is served or closed. Any thread; set operations are atomic."""
+
+    def __init__(self):
+        self.fds = set()
+        self._changed = set()
+
+    def add(self, fd):
+        self.fds.add(fd)
+        self._changed.add(fd)
+
+    def discard(self, fd):
+        self.fds.discard(fd)
+
+    def __contains__(self, fd):
+        return fd in self.fds
+
+    def take_changed(self):
+        """The descriptors added since the last call."""
+        changed = set(self._changed)
+        self._changed -= changed
+        return changed
+
+
+#: The process's quiet channels.
+QUIET = Quiet()
 
 _READ = select.POLLIN | select.POLLPRI
 _WRITE = select.POLLOUT
@@ -55,8 +80,6 @@ class EpollLoop:
         self.quiet = quiet
         #: fd -> (the dispatcher registered, its flags)
         self.registered = {}
-        #: The quiet fds this loop has registered as such (asked once).
-        self.quiet_seen = set()
 
     def close(self):
         self.epoll.close()
@@ -93,20 +116,18 @@ class EpollLoop:
     def once(self, timeout, map):
         # Set operations run in C: a few microseconds per thousand
         # connections, where asking each channel costs a millisecond.
-        registered, quiet, seen = self.registered, self.quiet, self.quiet_seen
+        registered, quiet = self.registered, self.quiet
         for fd in registered.keys() - map.keys():
             self._forget(fd)
-            seen.discard(fd)
-        seen &= quiet  # loud again: asked below with the others
-        for fd in map.keys() - quiet:
+        changed = quiet.take_changed()
+        for fd in map.keys() - quiet.fds:
             obj = map.get(fd)
             if obj is not None:
                 self._set(fd, obj, flags_of(obj))
-        for fd in quiet - seen:  # newly quiet: asked once
+        for fd in changed:  # (newly) quiet: asked once
             obj = map.get(fd)
-            if obj is not None:
+            if obj is not None and fd in quiet:
                 self._set(fd, obj, flags_of(obj))
-                seen.add(fd)
         try:
             events = self.epoll.poll(timeout)
         except InterruptedError:  # pragma: no cover - PEP 475 retries
