@@ -175,6 +175,24 @@ README_FIGURES = [
       ("executors/asyncio/promises", "{:,}"),
       ("executors/asyncio/seconds", "{:.2f} s"),
       ("executors/shared/requests", "{}")]),
+    ("At scale, with L = {}: {} requests suspended at once on the asyncio "
+     "executor were answered at **{}** (efficiency {} of min(C / L, CPU "
+     "ceiling); the target is 0.9) with {} threads in all; {} concurrent "
+     "streams with an async ``fn`` at **{}** (efficiency {}) with {} threads.",
+     [("scale/latency_s", "{:g} s"),
+      ("scale/results/futures, asyncio executor/4096/concurrency", "{:,}"),
+      ("scale/results/futures, asyncio executor/4096/throughput_rps", "{:.1f} req/s"),
+      ("scale/results/futures, asyncio executor/4096/efficiency", "{:.2f}"),
+      ("scale/results/futures, asyncio executor/4096/threads_peak", "{}"),
+      ("scale/results/stream iterator, async fn/2048/concurrency", "{:,}"),
+      ("scale/results/stream iterator, async fn/2048/throughput_rps", "{:.1f} req/s"),
+      ("scale/results/stream iterator, async fn/2048/efficiency", "{:.2f}"),
+      ("scale/results/stream iterator, async fn/2048/threads_peak", "{}")]),
+    ("A plain page costs the Zope process **{}** of CPU with the package "
+     "against {} without it (medians of {} rounds)",
+     [("overhead/results/package/median_cpu_us", "{:,.0f} µs"),
+      ("overhead/results/stock/median_cpu_us", "{:,.0f} µs"),
+      ("overhead/parameters/rounds", "{}")]),
     ("The figures at the top come from ``benchmarks/slow_requests.py`` ({} "
      "concurrent requests, ``threads = {}``)",
      [("slow_requests/parameters/requests", "{}"),
@@ -184,6 +202,8 @@ README_FIGURES = [
 # Words of the README that judge figures: the words, the figures, and what
 # must hold of them.
 README_CLAIMS = [
+    ("the package's does not", ["overhead/ratio/medians"],
+     lambda ratio: ratio < 1),
     ("answered in **{}** with no extra thread",
      ["executors/asyncio/threads_before", "executors/asyncio/threads_after"],
      lambda before, after: after <= before),
