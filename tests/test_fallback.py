@@ -16,10 +16,13 @@ pytestmark = pytest.mark.functional
 
 
 def check_wait_mode_pages(zope):
+    # Warm: the first request of a process (imports, the ZODB) is not timed.
+    assert zope.get("/@@parallel?n=1&delay=0")[0] == 200
     start = time.monotonic()
-    assert zope.get("/@@parallel?n=3&delay=1") == (
-        200, "parallel: p0 after 1s, p1 after 1s, p2 after 1s")
-    assert time.monotonic() - start < 2.5  # concurrent, not 3 s
+    assert zope.get("/@@parallel?n=3&delay=2") == (
+        200, "parallel: p0 after 2s, p1 after 2s, p2 after 2s")
+    # Concurrent: about 2 s; one after the other it would be 6 s.
+    assert time.monotonic() - start < 4.5
     assert zope.get("/@@dependent?depth=2") == (
         200, "dependent: start>d0 after 0.05s>d1 after 0.05s")
     assert zope.get("/@@error-promise") == (
