@@ -207,7 +207,8 @@ def test_the_main_loop_is_idle_while_hundreds_of_requests_are_suspended(
     # nothing happens but waiting.
     import asyncio
 
-    count, path = 600, f"/@@async-fanout?n=1&port={upstream.port}&delay=6"
+    # 15 s: all 600 are suspended at once even on a slow machine.
+    count, path = 600, f"/@@async-fanout?n=1&port={upstream.port}&delay=15"
 
     async def scenario():
         connections = []
@@ -216,7 +217,7 @@ def test_the_main_loop_is_idle_while_hundreds_of_requests_are_suspended(
             writer.write(rawhttp.get(path))
             connections.append((reader, writer))
         try:
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 14
             while _suspended(zope) < count and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert _suspended(zope) == count
@@ -224,7 +225,7 @@ def test_the_main_loop_is_idle_while_hundreds_of_requests_are_suspended(
             await asyncio.sleep(1.0)
             idle_cpu = zope.cpu_seconds() - cpu
             answers = await asyncio.wait_for(asyncio.gather(
-                *(reader.readuntil(b"}") for reader, _ in connections)), 30)
+                *(reader.readuntil(b"}") for reader, _ in connections)), 60)
             return idle_cpu, answers
         finally:
             for _, writer in connections:

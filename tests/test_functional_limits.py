@@ -206,7 +206,7 @@ def test_past_the_descriptor_budget_a_suspension_gets_a_503(make_zope):
                      server_extra="connection_limit = 1000")
     def ask(_):
         with rawhttp.Connection(zope.address) as connection:
-            connection.send(rawhttp.get("/@@slow-futures?delay=2"))
+            connection.send(rawhttp.get("/@@slow-futures?delay=5"))
             return connection.read_response()
 
     with concurrent.futures.ThreadPoolExecutor(120) as pool:

@@ -250,19 +250,21 @@ def test_hundreds_of_async_streams_hold_no_thread(make_zope):
     baseline = zope.thread_count()
 
     async def scenario():
+        # fn waits 20 s: long enough for all 300 to be open at once even
+        # on a slow machine (their first passes take two workers' time).
         connections = await _open_streams(
-            zope.port, "/@@stream?kind=async-slow&delay=2", 300)
+            zope.port, "/@@stream?kind=async-slow&delay=20", 300)
         try:
             await asyncio.sleep(0)
             peak = 0
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 18
             while streams_open(zope) < 300 and time.monotonic() < deadline:
                 peak = max(peak, zope.thread_count())
                 await asyncio.sleep(0.1)
             assert streams_open(zope) == 300
             peak = max(peak, zope.thread_count())
             answers = await asyncio.wait_for(asyncio.gather(
-                *(_read_body(reader) for reader, _ in connections)), 30)
+                *(_read_body(reader) for reader, _ in connections)), 60)
             return peak, answers
         finally:
             for _, writer in connections:
