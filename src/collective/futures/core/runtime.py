@@ -195,15 +195,13 @@ class Runtime:
     def open_stream(self):
         """Admit one more handed-off stream: None, or why not (the reason a
         503 gives). Each admitted stream is closed with close_stream()."""
-        with self._lock:
+        with self._lock:  # then the budget's own: never the other way
             if self._open_streams >= self.settings.max_streams:
                 return f"{self._open_streams} streams are open (max_streams)"
-        reason = self.descriptors.refusal(self.metrics.suspended)
-        if reason is not None:
-            return reason
-        with self._lock:
-            self._open_streams += 1
-        return None
+            reason = self.descriptors.refusal(self.metrics.suspended)
+            if reason is None:
+                self._open_streams += 1
+        return reason
 
     def close_stream(self):
         with self._lock:

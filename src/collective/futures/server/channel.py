@@ -234,7 +234,7 @@ class FuturesChannel(HTTPChannel):
                 # re-queues the channel before this one has returned.
                 if self.served is served:
                     self.served = None
-                self._in_service = False
+                    self._in_service = False
             if served is not None and served.gated:
                 gate_for(self.server, get_runtime().settings.resume_slots).done()
 
