@@ -149,3 +149,52 @@ def test_a_cancelled_handle_does_not_keep_its_callback_alive():
     del kept
     gc.collect()
     assert live() is not None
+
+
+def test_cancelled_handles_leave_the_heap_when_they_are_most_of_it():
+    # A round's deadline is cancelled when its promises end, usually long
+    # before its time: at thousands of requests a second the heap held
+    # `timeout` seconds' worth of dead handles, work for every push and for
+    # the garbage collector (about 3 per suspended request at C = 4,096).
+    clock = FakeClock()
+    deadlines = manual_deadlines(clock)
+    ran = []
+    live = [deadlines.call_at(50.0 + i, lambda i=i: ran.append(i)) for i in range(10)]
+    dead = [deadlines.call_at(100.0 + i, lambda: ran.append("dead"))
+            for i in range(1000)]
+    assert deadlines.scheduled == 1010
+    for handle in dead:
+        handle.cancel()
+    assert deadlines.scheduled <= 2 * len(live) + Deadlines.COMPACT_MIN
+    # Cancelling twice, or after the compaction, changes nothing.
+    dead[0].cancel()
+    dead[-1].cancel()
+    clock.advance(2000.0)
+    assert deadlines.run_due() == 10
+    assert ran == list(range(10)) and deadlines.scheduled == 0
+    # The positive control: a heap of live handles is left alone.
+    for i in range(200):
+        deadlines.call_at(3000.0 + i, lambda: None)
+    assert deadlines.scheduled == 200
+
+
+def test_a_later_deadline_does_not_wake_the_thread():
+    # Every call_at notified the thread, which woke, took the GIL and went
+    # back to sleep: once per request. Only a new earliest time needs it.
+    clock = FakeClock()
+    deadlines = manual_deadlines(clock)
+    notified = []
+
+    class Counting(type(deadlines._cv)):
+        def notify(self, n=1):
+            notified.append(n)
+            super().notify(n)
+
+    deadlines._cv = Counting()
+    deadlines.call_at(10.0, lambda: None)
+    assert len(notified) == 1  # the first: the earliest
+    for i in range(50):
+        deadlines.call_at(20.0 + i, lambda: None)
+    assert len(notified) == 1
+    deadlines.call_at(5.0, lambda: None)  # earlier than all: wakes it
+    assert len(notified) == 2

@@ -359,3 +359,23 @@ def test_a_promise_that_cancels_itself_settles_at_once():
     make_round(executor, schedule, done.append, a=lambda: 1).start()
     executor.calls[0][0].cancel()
     assert len(done) == 1 and done[0]["a"].kind == "cancelled"
+
+
+def test_wait_blocks_until_the_round_ends_and_only_a_waiter_makes_an_event():
+    # A suspended request's round is never waited for: an Event per round
+    # (a Condition, a lock, a deque) was garbage-collector work for each of
+    # thousands of them. wait() (rounds waited for inline) makes its own.
+    executor = ManualExecutor()
+    quiet_round = make_round(executor, ManualSchedule(), None, a=lambda: 1).start()
+    executor.run(0)
+    assert quiet_round.done and quiet_round._done is None
+    assert quiet_round.wait(0)  # over: True at once
+    waited = make_round(executor, ManualSchedule(), None, a=lambda: 2).start()
+    assert not waited.wait(0.01)  # not over: it waits, then says so
+    ended = []
+    waiter = threading.Thread(target=lambda: ended.append(waited.wait(10)),
+                              name="test-round-waiter")
+    waiter.start()
+    executor.run(1)
+    waiter.join(10)
+    assert ended == [True] and waited.done

@@ -245,3 +245,35 @@ def test_a_write_that_leaves_bytes_wakes_the_loop_once_the_lock_is_free(make_cha
         assert owned_at_pull and owned_at_pull[-1] is False
     finally:
         channel.handle_close()
+
+
+def test_a_streaming_channel_is_quiet_but_for_what_its_writers_leave(runtime, make_channel):
+    # Thousands of streams waiting for their fn were asked readable() and
+    # writable() on every iteration of the main loop: half the process's
+    # time at C = 2,048. Quiet while it streams, a channel is asked again
+    # when its own socket has an event (loop.py) or when a writer leaves
+    # bytes for the loop to send (here).
+    from collective.futures.server.channel import Detachment
+    from collective.futures.server.loop import QUIET
+
+    channel, server = make_channel()
+    fd = channel._fileno
+    channel.requests = [object()]
+    channel._streaming = True
+    QUIET.add(fd)
+    QUIET.take_changed()
+    channel.write_soon(b"small")  # sent at once: nothing for the loop
+    assert channel.total_outbufs_len == 0 and fd not in QUIET.take_changed()
+    channel.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    channel.write_soon(b"x" * (256 << 10))  # the peer reads nothing: left over
+    assert channel.total_outbufs_len > 0
+    assert fd in QUIET.take_changed() and fd in QUIET  # asked once more
+    # The stream's job ends: loud again, queued for its service().
+    channel._job_done(Detachment(stream_task=object()))
+    assert not channel._streaming and fd not in QUIET
+    assert server.tasks == [channel]
+    # The positive control: a request a worker serves (loud) stays loud.
+    QUIET.take_changed()
+    channel.write_soon(b"y" * (256 << 10))
+    assert fd not in QUIET and fd not in QUIET.take_changed()
+    channel.handle_close()

@@ -177,3 +177,94 @@ def test_install_gives_servers_the_loop_and_uninstall_takes_it_back():
         server.uninstall()
     for cls in internals.SERVER_CLASSES:
         assert cls.asyncore is wasyncore
+
+
+class CountingLoop(EpollLoop):
+    """Counts the full comparisons with the map."""
+
+    reconciles = 0
+
+    def _reconcile(self, map):
+        self.reconciles += 1
+        super()._reconcile(map)
+
+
+def test_an_iteration_costs_the_loud_channels_not_every_connection(pairs):
+    # Comparing the whole map with the quiet set on every iteration was
+    # about 7 % of the process's time with 4,096 suspended requests. Once
+    # the loop knows the map, channels report their own changes (Quiet) and
+    # it compares nothing more.
+    quiet = Quiet()
+    sockets = [pairs() for _ in range(200)]
+    channels = {}
+    for ours, _ in sockets:
+        channels[ours.fileno()] = Dispatcher(ours)
+        quiet.add(ours.fileno())
+    clock = [0.0]
+    epoll = CountingLoop(quiet=quiet, clock=lambda: clock[0])
+    try:
+        epoll.once(0.01, channels)
+        assert epoll.reconciles == 1  # the first: it learns the map
+        for _ in range(5):
+            epoll.once(0.01, channels)
+        assert epoll.reconciles == 1
+        assert all(d.asked == 1 for d in channels.values())
+        # A channel that enters the map says so: served, no comparison.
+        c, peer_c = pairs()
+        newcomer = Dispatcher(c)
+        channels[c.fileno()] = newcomer
+        quiet.touch(c.fileno())
+        peer_c.send(b"x")
+        epoll.once(0.5, channels)
+        assert newcomer.reads == 1 and epoll.reconciles == 1
+        # One that leaves says so too: forgotten.
+        del channels[c.fileno()]
+        quiet.touch(c.fileno())
+        epoll.once(0.01, channels)
+        assert c.fileno() not in epoll.registered and c.fileno() not in epoll.loud
+        assert epoll.reconciles == 1
+        # Loud again (discard): asked on every iteration from now on.
+        first = next(iter(channels.values()))
+        quiet.discard(first._fileno)
+        epoll.once(0.01, channels)
+        epoll.once(0.01, channels)
+        assert first.asked == 3 and epoll.reconciles == 1
+    finally:
+        epoll.close()
+
+
+def test_dispatchers_that_report_nothing_are_still_found(pairs):
+    # The listening socket, the trigger, another package's dispatcher:
+    # found by the comparison the map's size calls for, or at the latest
+    # after reconcile_interval.
+    (a, peer_a), (b, peer_b) = pairs(), pairs()
+    clock = [0.0]
+    epoll = CountingLoop(quiet=Quiet(), clock=lambda: clock[0])
+    channels = {a.fileno(): Dispatcher(a)}
+    try:
+        epoll.once(0.01, channels)
+        foreign = Dispatcher(b)
+        channels[b.fileno()] = foreign  # not touched: the size tells
+        peer_b.send(b"x")
+        epoll.once(0.5, channels)
+        assert foreign.reads == 1 and epoll.reconciles == 2
+        # Replaced behind the loop's back, the size unchanged: the loss is
+        # seen at once (loud channels are looked up on every iteration),
+        # the newcomer by the comparison that follows.
+        c, peer_c = pairs()
+        replacement = Dispatcher(c)
+        del channels[b.fileno()]
+        channels[c.fileno()] = replacement
+        b.close()
+        peer_c.send(b"y")
+        for _ in range(2):
+            epoll.once(0.5, channels)
+        assert replacement.reads == 1 and epoll.reconciles == 3
+        # Nothing changes: no comparison, until reconcile_interval passes.
+        epoll.once(0.01, channels)
+        assert epoll.reconciles == 3
+        clock[0] += EpollLoop.reconcile_interval
+        epoll.once(0.01, channels)
+        assert epoll.reconciles == 4
+    finally:
+        epoll.close()

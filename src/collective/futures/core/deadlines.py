@@ -18,19 +18,27 @@ logger = logging.getLogger("collective.futures")
 class DeadlineHandle:
     """A scheduled call; :meth:`cancel` stops it if it has not run yet."""
 
-    __slots__ = ("when", "callback", "cancelled")
+    __slots__ = ("when", "callback", "cancelled", "_owner")
 
-    def __init__(self, when, callback):
+    def __init__(self, when, callback, owner=None):
         self.when = when
         self.callback = callback
         self.cancelled = False
+        #: The Deadlines whose heap holds it (None once taken out).
+        self._owner = owner
 
     def cancel(self):
-        # The handle stays in the heap until its time comes; the callback
-        # (a round's expiry: the round, its promises, their results) must
-        # not stay alive with it.
+        # The callback (a round's expiry: the round, its promises, their
+        # results) must not stay alive with the handle; the handle itself
+        # leaves the heap when its time comes, or before when cancelled
+        # handles are most of the heap (Deadlines._cancelled).
+        if self.cancelled:
+            return
         self.cancelled = True
         self.callback = None
+        owner = self._owner
+        if owner is not None:
+            owner._cancelled(self)
 
     def __lt__(self, other):
         return self.when < other.when
@@ -49,19 +57,50 @@ class Deadlines:
         # Guards the heap; call_at notifies it when the earliest time changes.
         self._cv = threading.Condition()
         self._heap = []
+        #: Cancelled handles still in the heap.
+        self._dead = 0
         self._thread = None
         self._stopped = False
 
+    #: A heap this long or longer is compacted when most of it is cancelled
+    #: handles: a round's deadline is cancelled when its promises end,
+    #: usually long before ``timeout``, and thousands of requests a second
+    #: would otherwise keep ``timeout`` seconds' worth of them.
+    COMPACT_MIN = 64
+
     def call_at(self, when, callback):
-        handle = DeadlineHandle(when, callback)
+        handle = DeadlineHandle(when, callback, self)
         with self._cv:
             heapq.heappush(self._heap, handle)
             if self._thread is None and not self._stopped:
                 self._thread = threading.Thread(
                     target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            self._cv.notify()
+            if self._heap[0] is handle:
+                # The earliest time changed: the thread waits for another.
+                self._cv.notify()
         return handle
+
+    def _cancelled(self, handle):
+        with self._cv:
+            if handle._owner is None:  # already out of the heap
+                return
+            self._dead += 1
+            if self._dead * 2 > len(self._heap) >= self.COMPACT_MIN:
+                live = [h for h in self._heap if not h.cancelled]
+                for dead in self._heap:
+                    if dead.cancelled:
+                        dead._owner = None
+                heapq.heapify(live)
+                self._heap = live
+                self._dead = 0
+                # The earliest time can only have become later: the thread
+                # wakes at the old one and finds nothing due.
+
+    @property
+    def scheduled(self):
+        """Handles in the heap, cancelled ones included."""
+        return len(self._heap)
 
     def call_later(self, delay, callback):
         return self.call_at(self.clock() + delay, callback)
@@ -74,8 +113,12 @@ class Deadlines:
             now = self.clock()
             while self._heap and self._heap[0].when <= now:
                 handle = heapq.heappop(self._heap)
+                handle._owner = None
+                if handle.cancelled:
+                    self._dead -= 1
+                    continue
                 callback = handle.callback
-                if not handle.cancelled and callback is not None:
+                if callback is not None:
                     due.append(callback)
         for callback in due:
             try:

@@ -59,12 +59,17 @@ class Round:
         self._lock = threading.Lock()
         self._futures = {}
         self._finished = False
-        self._done = threading.Event()
+        #: Set (under _lock) once the round is over and its timer cancelled.
+        self._over = False
+        # Made only by wait() (rounds waited for inline): thousands of
+        # suspended requests hold a round each, and every object they hold
+        # is work for the garbage collector.
+        self._done = None
         self._timer = None
 
     @property
     def done(self):
-        return self._done.is_set()
+        return self._over
 
     def start(self):
         """Submit every promise and arm the deadline. Returns self."""
@@ -203,7 +208,11 @@ class Round:
                 "(threads cannot be interrupted), %d stopped: %s",
                 self.abandoned, self.interrupted,
                 ", ".join(k for k, f in self._futures.items() if f.running()))
-        self._done.set()
+        with self._lock:
+            self._over = True
+            event = self._done
+        if event is not None:
+            event.set()
         if self.on_done is not None:
             try:
                 self.on_done(outcomes)
@@ -212,4 +221,10 @@ class Round:
 
     def wait(self, timeout):
         """Block until done, at most ``timeout`` seconds; True when done."""
-        return self._done.wait(timeout)
+        with self._lock:
+            if self._over:
+                return True
+            if self._done is None:
+                self._done = threading.Event()
+            event = self._done
+        return event.wait(timeout)

@@ -96,6 +96,9 @@ class FuturesChannel(HTTPChannel):
     served = None
     #: A worker runs this channel's service() now (guarded by _handover).
     _in_service = False
+    #: A handed-off stream runs: the channel is quiet (loop.py) but for
+    #: what its writers leave in the output buffer (write_soon).
+    _streaming = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -158,6 +161,15 @@ class FuturesChannel(HTTPChannel):
         if detachment is not None:
             detachment.job.drained()
 
+    def add_channel(self, map=None):
+        super().add_channel(map)
+        QUIET.touch(self._fileno)  # the loop learns of it without a scan
+
+    def del_channel(self, map=None):
+        fd = self._fileno
+        super().del_channel(map)
+        QUIET.touch(fd)
+
     def handle_close(self):
         with self._handover:
             detachment = self.detached
@@ -210,6 +222,9 @@ class FuturesChannel(HTTPChannel):
         # wake the main loop if bytes it would send are left.
         written = super().write_soon(data)
         if self.total_outbufs_len >= self.adj.send_bytes and self.connected:
+            if self._streaming:
+                # A quiet stream's answers changed: the loop asks once more.
+                QUIET.add(self._fileno)
             self.server.pull_trigger()
         return written
 
@@ -254,7 +269,12 @@ class FuturesChannel(HTTPChannel):
         detachment.job = StreamJob(
             self, task, stream, on_done=lambda job: self._job_done(detachment))
         self.handle_write = self._streaming_handle_write
-        self._detach(detachment)
+        # Quiet (loop.py) while it runs: thousands of streams waiting for
+        # their fn must not be asked on every iteration. What changes its
+        # answers is its own socket's events (read here) and its writers'
+        # bytes, which write_soon() reports.
+        self._streaming = True
+        self._detach(detachment, quiet=True)
 
     def _detach(self, detachment, quiet=False):
         with self._handover:
@@ -270,8 +290,8 @@ class FuturesChannel(HTTPChannel):
         with _detached_lock:
             _detached.add(self)
         if quiet:
-            # Nothing to send until the round ends: the main loop stops
-            # asking this channel (loop.py) until _job_done.
+            # Nothing to send until the round ends (or a stream's writer
+            # says so): the main loop stops asking this channel (loop.py).
             QUIET.add(self._fileno)
         # The job may end inside start() (every promise refused at once);
         # _job_done then re-queues the channel, which is why nothing here
@@ -311,7 +331,10 @@ class FuturesChannel(HTTPChannel):
             _detached.discard(self)
         get_runtime().metrics.resume()
         if state is None:
-            self.server.add_task(self)  # a stream's: loud (not quiet)
+            # A stream's: loud again, as service() will be.
+            self._streaming = False
+            QUIET.discard(self._fileno)
+            self.server.add_task(self)
             return
         # Still quiet (loop.py): nothing to send before service() runs,
         # which makes it loud; no longer read (readable() is stock again),

@@ -58,7 +58,11 @@ release that moves any of it fails loudly instead of hanging requests.
     ``asyncore`` from the class (waitress's "test shim"), and dispatches
     events with ``wasyncore.readwrite(obj, flags)``; a channel's
     ``readable()`` and ``writable()`` are what the loop must watch, its
-    ``_fileno`` its key in the map.
+    ``_fileno`` its key in the map. A dispatcher enters the map only in
+    ``wasyncore.dispatcher.add_channel()`` and leaves it only in
+    ``del_channel()`` (which ``close()`` calls), each called on the
+    dispatcher itself, so a channel class that extends them sees every
+    change of its own entry.
 """
 
 import waitress
@@ -97,6 +101,7 @@ _REQUIRED = (
                       "asyncore")),
     (waitress.server.MultiSocketServer, ("asyncore", "run")),
     (waitress.wasyncore, ("loop", "readwrite", "socket_map")),
+    (waitress.wasyncore.dispatcher, ("add_channel", "del_channel")),
     (Adjustments, ("asyncore_use_poll",)),
 )
 

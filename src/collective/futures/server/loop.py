@@ -11,9 +11,10 @@ with thousands of suspended requests it was about a third of the process's
 CPU. This loop keeps one ``epoll`` registration per descriptor, changed
 only when a channel's answer changes, and does not ask *quiet* channels at
 all: a channel is quiet while its request is suspended (waiting for its
-promises, nothing to send), the state of nearly every connection of a busy
-site, and its answer cannot change unless an event on its own socket (read
-here) or the end of its wait (which makes it loud again, then wakes the
+promises, nothing to send) or streamed (a pump writes it), the state of
+nearly every connection of a busy site, and its answer cannot change
+unless an event on its own socket (read here) or its own code (the end of
+its wait, a pump's bytes left to send: it tells ``QUIET``, then wakes the
 loop) changes it. Every other channel (the listening socket, the trigger,
 connections being read or written) is asked on every iteration, as in
 waitress's loop, so their behaviour is waitress's own.
@@ -23,15 +24,18 @@ and ``epoll`` exists (Linux); elsewhere waitress's own loop runs.
 """
 
 import select
+import time
 
 from waitress import wasyncore
 
 
 class Quiet:
-    """The descriptors of quiet channels (see above). A channel adds its own
-    when it becomes quiet, or quiet for another reason (its answers may
-    have changed: the loop asks it once more), and discards it before it
-    is served or closed. Any thread; set operations are atomic."""
+    """The descriptors of quiet channels (see above), and of every change the
+    loop must look at. A channel adds its own when it becomes quiet, or
+    quiet for another reason (its answers may have changed: the loop asks
+    it once more), and discards it before it is served or closed; it
+    touches its descriptor when it enters or leaves the map. Any thread;
+    set operations are atomic."""
 
     def __init__(self):
         self.fds = set()
@@ -42,13 +46,21 @@ class Quiet:
         self._changed.add(fd)
 
     def discard(self, fd):
-        self.fds.discard(fd)
+        if fd in self.fds:
+            self.fds.discard(fd)
+            self._changed.add(fd)
+
+    def touch(self, fd):
+        """``fd`` entered or left the map (or may have)."""
+        self._changed.add(fd)
 
     def __contains__(self, fd):
         return fd in self.fds
 
     def take_changed(self):
-        """The descriptors added since the last call."""
+        """The descriptors added, discarded or touched since the last call.
+        (A change made while this runs may be taken without being seen
+        here; the loop reads each one's state after taking it.)"""
         changed = set(self._changed)
         self._changed -= changed
         return changed
@@ -73,13 +85,29 @@ def flags_of(obj):
 
 class EpollLoop:
     """One main loop's registrations: ``once(timeout, map)`` is one
-    iteration (waitress's ``poll2``)."""
+    iteration (waitress's ``poll2``).
 
-    def __init__(self, quiet=QUIET):
+    It keeps the set of *loud* descriptors (in the map, not quiet) up to
+    date from the changes :class:`Quiet` reports, so that an iteration costs
+    work in proportion to the loud channels and the events, not to every
+    connection. Dispatchers that report nothing (the listening socket, the
+    trigger, another package's) are found by a full comparison with the
+    map, made when the map's size is not what the loop expects and at
+    least every ``reconcile_interval`` seconds."""
+
+    reconcile_interval = 1.0
+
+    def __init__(self, quiet=QUIET, clock=time.monotonic):
         self.epoll = select.epoll()
         self.quiet = quiet
+        self.clock = clock
         #: fd -> (the dispatcher registered, its flags)
         self.registered = {}
+        #: the descriptors asked on every iteration
+        self.loud = set()
+        #: fd -> dispatcher: the map as the loop last knew it
+        self.known = {}
+        self._reconciled = -float("inf")
 
     def close(self):
         self.epoll.close()
@@ -113,20 +141,50 @@ class EpollLoop:
         except (OSError, ValueError):  # closed: the kernel forgot it
             pass
 
-    def once(self, timeout, map):
-        # Set operations run in C: a few microseconds per thousand
-        # connections, where asking each channel costs a millisecond.
-        registered, quiet = self.registered, self.quiet
-        for fd in registered.keys() - map.keys():
+    def _reconcile(self, map):
+        """The full comparison: every descriptor of the map not quiet is
+        loud; registrations of descriptors gone from it are dropped. Set
+        operations run in C, but in proportion to the connections."""
+        for fd in self.registered.keys() - map.keys():
             self._forget(fd)
-        changed = quiet.take_changed()
-        for fd in map.keys() - quiet.fds:
+        self.known = dict(map)
+        self.loud = map.keys() - self.quiet.fds
+        for fd in map.keys() & self.quiet.fds:
             obj = map.get(fd)
-            if obj is not None:
+            known = self.registered.get(fd)
+            if obj is not None and (known is None or known[0] is not obj):
+                self._set(fd, obj, flags_of(obj))  # new to the loop
+        self._reconciled = self.clock()
+
+    def once(self, timeout, map):
+        registered, quiet, loud, known = (self.registered, self.quiet,
+                                          self.loud, self.known)
+        for fd in quiet.take_changed():
+            obj = map.get(fd)
+            if obj is None:
+                known.pop(fd, None)
+                loud.discard(fd)
+                if fd in registered:
+                    self._forget(fd)
+                continue
+            known[fd] = obj
+            if fd in quiet:  # (newly) quiet: asked once
+                loud.discard(fd)
                 self._set(fd, obj, flags_of(obj))
-        for fd in changed:  # (newly) quiet: asked once
+            else:
+                loud.add(fd)
+        if (len(map) != len(known)
+                or self.clock() - self._reconciled >= self.reconcile_interval):
+            self._reconcile(map)
+            loud = self.loud
+        for fd in list(loud):
             obj = map.get(fd)
-            if obj is not None and fd in quiet:
+            if obj is None:
+                loud.discard(fd)
+                known.pop(fd, None)
+                if fd in registered:
+                    self._forget(fd)
+            else:
                 self._set(fd, obj, flags_of(obj))
         try:
             events = self.epoll.poll(timeout)
