@@ -17,7 +17,7 @@ from collective.futures.sandbox import run as run_promise
 from collective.futures.core.deadlines import Deadlines
 from collective.futures.executors.threads import ThreadExecutor
 
-from fakes import ManualExecutor, ManualSchedule, bounded
+from fakes import FakeClock, ManualExecutor, ManualSchedule, bounded, manual_deadlines
 
 
 def promises(**fns):
@@ -379,3 +379,42 @@ def test_wait_blocks_until_the_round_ends_and_only_a_waiter_makes_an_event():
     executor.run(1)
     waiter.join(10)
     assert ended == [True] and waited.done
+
+
+def test_a_finished_round_and_its_owner_are_freed_without_the_collector():
+    # The channel's detachment holds the round, the round's on_done holds
+    # the detachment, each future keeps the done-callback that holds the
+    # round, which held the futures: cycles, freed only by the garbage
+    # collector, that outlived thousands of suspended requests each.
+    import gc
+    import weakref
+
+    class Owner:  # what the channel's Detachment is to its round
+        pass
+
+    def finished(clear):
+        executor = ManualExecutor()
+        owner = Owner()
+        deadlines = manual_deadlines(FakeClock())  # the real heap
+        owner.job = make_round(executor, deadlines.call_at,
+                               lambda outcomes: owner, a=lambda: 1).start()
+        alive = weakref.ref(owner.job)
+        executor.run(0)
+        assert alive().done
+        if not clear:  # the positive control: the round's links, as before
+            alive().on_done = lambda outcomes: owner
+            alive()._futures = {"a": executor.calls[0][0]}
+        executor.calls.clear()
+        del owner
+        return alive
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert finished(clear=True)() is None
+        kept = finished(clear=False)
+        assert kept() is not None
+    finally:
+        gc.enable()
+    gc.collect()
+    assert kept() is None

@@ -698,3 +698,32 @@ def test_an_async_output_is_pumped_on_the_loop_without_a_thread():
         assert "streams" not in runtime.executor_gauges()
     finally:
         runtime.shutdown()
+
+
+def test_a_finished_job_lets_go_of_its_owner_and_of_fn_s_future():
+    # The channel's detachment holds the job and the job's on_done holds
+    # the detachment; fn's future keeps its done-callback (the job): cycles
+    # that outlived every stream until the garbage collector ran.
+    import gc
+    import weakref
+
+    h = Harness(result=b"done")
+    owner = types.SimpleNamespace(job=h.job)  # the channel's detachment
+    record = h.job.on_done
+    h.job.on_done = lambda job: (record(job), owner)  # holds it, as the channel's
+    h.start()
+    h.run_fn()
+    assert h.outcome() == "complete"
+    assert h.job.on_done is None and h.job._future is None
+    alive = weakref.ref(owner.job)
+    h.job = record = None
+    h.done.clear()
+    h.fns.calls.clear()
+    h.pool.calls.clear()
+    gc.collect()
+    gc.disable()
+    try:
+        del owner
+        assert alive() is None  # freed at once
+    finally:
+        gc.enable()

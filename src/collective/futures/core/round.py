@@ -211,11 +211,16 @@ class Round:
         with self._lock:
             self._over = True
             event = self._done
+            # Nothing reads them once the round is over, and each future
+            # keeps its done-callback, which points back at the round.
+            self._futures = {}
         if event is not None:
             event.set()
-        if self.on_done is not None:
+        # Called once; dropped, as it usually holds what holds the round.
+        on_done, self.on_done = self.on_done, None
+        if on_done is not None:
             try:
-                self.on_done(outcomes)
+                on_done(outcomes)
             except Exception:
                 logger.exception("round completion callback failed")
 

@@ -432,7 +432,11 @@ class StreamJob:
             self.stream.name,
             self.stream.promise.executor, outcome, self.sent,
             time.monotonic() - self.started)
-        self.on_done(self)
+        # Dropped once done: on_done holds what holds this job, and fn's
+        # future keeps its done-callback (this job): cycles only the
+        # garbage collector would free.
+        on_done, self.on_done, self._future = self.on_done, None, None
+        on_done(self)
 
 
 def set_response(task, status, headers):
