@@ -123,3 +123,26 @@ def test_the_news_feed_is_fetched_once_for_concurrent_visitors(plone):
     assert get(plone, "/Plone/@@futures-news")[0] == 200
     assert time.monotonic() - start < 0.9
     assert HITS["/feed.xml"] == hits + 1
+
+
+def test_suspensions_never_reach_the_error_log_and_real_errors_do(plone):
+    # Products.SiteErrorLog records every IPubFailure that is not a
+    # TransientError: each suspension was one (SuspendRequest), 20 of them
+    # pushed the real error out of Site Setup > Errors (it keeps 20).
+    import json
+
+    admin = basic("admin", "secret")
+    status, _, _ = get(plone, "/Plone/@@plone-boom")
+    assert status == 500
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        pages = list(pool.map(lambda _: get(plone, "/Plone/@@plone-whoami"), range(20)))
+    assert [(status, body) for status, _, body in pages] == [
+        (200, "user=Anonymous value=computed")] * 20
+    status, _, body = get(plone, "/Plone/@@plone-error-log", Authorization=admin)
+    assert status == 200
+    types = json.loads(body)
+    assert "ValueError" in types  # the positive control: real errors stay
+    assert "SuspendRequest" not in types
+    log = plone.log()
+    assert "boom for the error log" in log  # copied to the event log
+    assert "SuspendRequest" not in log

@@ -3,6 +3,7 @@ import time
 
 from AccessControl import getSecurityManager
 from Products.Five.browser import BrowserView
+from plone.restapi.services import Service
 
 from collective import futures
 from collective.futures import AsyncWorkerStreamIterator, StreamResult
@@ -73,3 +74,29 @@ class Token(BrowserView):
     def __call__(self):
         from plone.protect.authenticator import createToken
         return createToken()
+
+
+class Boom(BrowserView):
+    """A real error: Plone's error log must keep it."""
+
+    def __call__(self):
+        raise ValueError("boom for the error log")
+
+
+class ErrorLogTypes(BrowserView):
+    """The types of the entries of the site's error log (Site Setup >
+    Errors), newest first, as JSON."""
+
+    def __call__(self):
+        import json
+        self.request.response.setHeader("Content-Type", "application/json")
+        entries = self.context.error_log.getLogEntries()
+        return json.dumps([entry["type"] for entry in entries])
+
+
+class SlowJson(Service):
+    """A plone.restapi service whose data comes from a promise."""
+
+    def reply(self):
+        value = futures.resultOrSubmit("j", None, slow, "json", 0.5)
+        return {"value": value}

@@ -58,6 +58,23 @@ class SuspendRequest(BaseException):
         self.state = state
 
 
+class RefuseRequest(BaseException):
+    """This request is turned away (admission: ``max_suspended``, a full
+    executor, the descriptor budget, the shutdown drain): the server
+    answers it 503 with ``Retry-After`` itself.
+
+    Raised by the publisher glue at ``IPubBeforeCommit`` (after the
+    transaction was aborted), before ``start_response``, so that no error
+    view of the site (Plone's renders every exception it sees with a 500)
+    and no error log gets it; caught by the server's task.
+    """
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        #: Why, as the 503's body and the log say it.
+        self.reason = reason
+
+
 class StreamHandoff(BaseException):
     """The server takes this stream over: a side thread runs ``fn`` and
     writes its output through the server's task.

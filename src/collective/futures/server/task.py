@@ -4,7 +4,8 @@ Runs on: a waitress worker thread, inside ``FuturesChannel.service()``.
 """
 
 from ..core.body import unavailable
-from ..interfaces import HANDOFF_KEY, STATE_KEY, SUSPEND_KEY, StreamHandoff
+from ..interfaces import (
+    HANDOFF_KEY, STATE_KEY, SUSPEND_KEY, RefuseRequest, StreamHandoff)
 from ..runtime import get_runtime
 from .internals import WSGITask
 from .streaming import set_response
@@ -31,6 +32,10 @@ class FuturesTask(WSGITask):
         except StreamHandoff as handoff:
             handoff.task = self  # the channel streams into this task
             raise
+        except RefuseRequest as refusal:
+            # Nothing was written (raised before start_response): the 503
+            # goes out from here, past every error view of the site.
+            self.unavailable(refusal.reason)
 
     def unavailable(self, reason):
         """Answer 503 without publishing (internals.py, point 7)."""

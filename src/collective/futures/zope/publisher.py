@@ -18,7 +18,9 @@ rendered, nothing is committed yet) in one of two ways:
   publishes the request again exactly as it does after a ConflictError.
 
 Before either, the runtime's admission bounds may turn the request away
-with a 503 (backpressure). The same ``zope.event`` hook sees the last
+with a 503 (backpressure): served by the package's channel, the server
+writes it (``RefuseRequest``), past the site's error views and error log;
+elsewhere it is Zope's ``HTTPServiceUnavailable``. The same ``zope.event`` hook sees the last
 pass's ``IPubSuccess``/``IPubFailure`` and writes the request's log line.
 A pass whose response is an ``AsyncWorkerStreamIterator`` binds it there.
 """
@@ -33,12 +35,13 @@ from transaction.interfaces import TransientError
 from zExceptions import HTTPServiceUnavailable
 from zope.event import notify
 from ZPublisher.interfaces import IPubBeforeCommit, IPubFailure, IPubSuccess
-from ZPublisher.pubevents import PubBeforeAbort, PubFailure
+from ZPublisher.pubevents import PubBeforeAbort
 
 from ..core.body import unavailable
 from ..core.printable import printable
 from ..exceptions import ReplayImpossibleError, TooManyPassesError
-from ..interfaces import STATE_ATTRIBUTE, STATE_KEY, SUSPEND_KEY, SuspendRequest
+from ..interfaces import (
+    STATE_ATTRIBUTE, STATE_KEY, SUSPEND_KEY, RefuseRequest, SuspendRequest)
 from ..runtime import get_runtime
 from ..stream import AsyncWorkerStreamIterator
 from .replay import make_body_replayable
@@ -121,6 +124,8 @@ def _end_pass(event):
             logger.warning("503 for %s %s: %s",
                            printable(request.get("REQUEST_METHOD")),
                            printable(request.get("PATH_INFO")), refusal)
+            if request.environ.get(SUSPEND_KEY):
+                _refuse(request, refusal)
             raise _service_unavailable(refusal, settings.retry_after)
     if suspending:
         _log_mode_once("suspend", request)
@@ -165,12 +170,14 @@ def _request_done(event):
 def _suspend(request, state):
     suspension = SuspendRequest(state)
     exc_info = (SuspendRequest, suspension, None)
-    # Tell subscribers what ZPublisher would tell them for a retried
-    # request: this attempt is aborted and the request will be published
-    # again. (ZPublisher itself will not: it never sees a BaseException.)
+    # Tell subscribers that this attempt's transaction is aborted and that
+    # the request will be published again, as ZPublisher does before it
+    # retries one (it never sees a BaseException, so it tells no one).
+    # Not IPubFailure: a suspension is no failure, and error logs
+    # (Products.SiteErrorLog, Plone's Site Setup > Errors) record every
+    # IPubFailure whose exception is not a TransientError.
     notify(PubBeforeAbort(request, exc_info, True))
     transaction.abort()
-    notify(PubFailure(request, exc_info, True))
     try:
         raise suspension
     finally:
@@ -178,6 +185,20 @@ def _suspend(request, state):
         # the traceback: a cycle, with pass 1's whole request in it, that
         # only the garbage collector frees (issue 11: thousands of them).
         del suspension, exc_info
+
+
+def _refuse(request, reason):
+    """Served by the package's server: abort, and let the server answer
+    the 503 (RefuseRequest), past the site's error views, which would
+    render the Zope exception with their own status (Plone: a 500)."""
+    # No IPubBeforeAbort (retry=False): its one subscriber in Plone,
+    # plone.transformchain, would theme an error page nobody sends.
+    refusal = RefuseRequest(reason)
+    transaction.abort()
+    try:
+        raise refusal
+    finally:
+        del refusal  # no cycle through this frame (see _suspend)
 
 
 def _no_delay():
