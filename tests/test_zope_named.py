@@ -35,16 +35,36 @@ def test_options_carry_executor_and_sharing():
 def test_the_shared_key_names_the_promise_and_its_arguments_only():
     named = NamedPromise("feed", fetch, "zope2.View", shared=True)
     key = named.shared_key(("http://a",), {"limit": 5})
-    assert key.startswith("shared-named-promise:feed:")
+    assert len(key) == 64 and "feed" not in key  # a sha256 digest
     assert not key.startswith(KEY_PREFIX)  # restricted code cannot name it
     assert key == named.shared_key(("http://a",), {"limit": 5})
     assert key != named.shared_key(("http://b",), {"limit": 5})
     assert key != named.shared_key(("http://a",), {"limit": 6})
-    # Keyword order does not matter.
+    # Keyword order and dict order do not matter.
     assert named.shared_key((), {"a": 1, "b": 2}) == named.shared_key(
         (), {"b": 2, "a": 1})
+    assert named.shared_key(({"a": 1, "b": 2},), {}) == named.shared_key(
+        ({"b": 2, "a": 1},), {})
+    # Types do (repr() told these apart too, but not dict orders).
+    assert len({named.shared_key((value,), {})
+                for value in (1, 1.0, True, "1", b"1", [1], (1,))}) == 7
     other = NamedPromise("other", fetch, "zope2.View", shared=True)
     assert other.shared_key(("http://a",), {"limit": 5}) != key
+    # The executor is part of it, as for the Python API.
+    on_asyncio = NamedPromise("feed", fetch, "zope2.View", executor="asyncio",
+                              shared=True)
+    assert on_asyncio.shared_key(("http://a",), {"limit": 5}) != key
+
+
+def test_a_named_promise_never_shares_with_its_function_called_directly():
+    # Same function, arguments and executor: the named promise is
+    # identified by its name, trusted code's call by the function.
+    from collective.futures.core.shared import identity
+
+    named = NamedPromise("feed", fetch, "zope2.View", executor="threads",
+                         shared=True)
+    assert named.shared_key(("http://a",), {}) != identity(
+        fetch, ("http://a",), {}, "threads")
 
 
 def test_plain_data_passes():

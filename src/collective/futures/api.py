@@ -11,6 +11,7 @@ import inspect
 from zope.globalrequest import getRequest
 
 from .core.promise import Promise, PromiseOptions, promise
+from .core.shared import identity
 from .core.state import RequestFutures
 from .exceptions import (
     FutureAlreadyResolvedError,
@@ -51,7 +52,11 @@ def futures_for(request):
 
 def make_promise(func, key, fn, args, kwargs):
     """Validate a call into a :class:`Promise` (``fn`` may carry options
-    from :func:`promise`); errors name ``func`` and the argument."""
+    from :func:`promise`); errors name ``func`` and the argument.
+
+    A shared promise gets its identity here (``shared_key``): what it
+    computes (function, arguments, executor), never ``key``, unless
+    ``fn``'s options carry one (a named promise's)."""
     if not callable(fn):
         raise TypeError(
             f"collective.futures.{func}(): fn must be callable, not "
@@ -72,6 +77,12 @@ def make_promise(func, key, fn, args, kwargs):
     reason = sandbox.refusal(target, args, kwargs)
     if reason is not None:
         raise TypeError(f"collective.futures.{func}(): {reason}")
+    shared_key = options.shared_key
+    if options.shared and shared_key is None:
+        try:
+            shared_key = identity(target, args, kwargs, executor)
+        except TypeError as exc:
+            raise TypeError(f"collective.futures.{func}(): {exc}") from None
     pickled = None
     if executor == "processes":
         try:  # pickled once, here: the bytes go to the worker process
@@ -79,7 +90,7 @@ def make_promise(func, key, fn, args, kwargs):
         except TypeError as exc:
             raise TypeError(f"collective.futures.{func}(): {exc}") from None
     return Promise(key, target, args, kwargs, executor, options.shared,
-                   options.ttl, options.shared_key, pickled)
+                   options.ttl, shared_key, pickled)
 
 
 def _state(func):
@@ -101,12 +112,13 @@ def _check_key(func, key):
         raise ValueError(f"collective.futures.{func}(): key must not be empty")
 
 
-def _resolved(state, key):
-    """The outcome for ``key``: this request's, or a shared one kept for
-    its time-to-live (which then counts as this request's)."""
+def _resolved(state, key, promise_):
+    """The outcome for ``key``: this request's, or for a shared
+    ``promise_`` a result kept for what it computes (its identity, never
+    ``key``), which then counts as this request's outcome for ``key``."""
     outcome = state.resolved.get(key)
-    if outcome is None:
-        outcome = get_runtime().shared.cached(key)
+    if outcome is None and promise_.shared:
+        outcome = get_runtime().shared.cached(promise_.shared_key)
         if outcome is not None:
             state.resolved[key] = outcome
     return outcome
@@ -116,13 +128,15 @@ def result(key, default=_marker):
     """Return the result of the promise submitted under ``key``.
 
     If the promise raised, that exception is raised here (a promise past its
-    timeout raises :class:`FutureTimeoutError`). Without a result: return
+    timeout raises :class:`FutureTimeoutError`). Only this request's outcomes
+    count: a key does not name a kept shared result (``resultOrSubmit``,
+    which knows the computation, finds those). Without a result: return
     ``default`` when given, else raise :class:`FutureNotResolvedError` if the
     promise was submitted in this pass, or :class:`FutureNotSubmittedError`.
     """
     _check_key("result", key)
     state = _state("result")
-    outcome = _resolved(state, key)
+    outcome = state.resolved.get(key)
     if outcome is not None:
         return outcome.unwrap()
     if default is not _marker:
@@ -162,12 +176,14 @@ def resultOrSubmit(key, placeholder, fn, /, *args, **kwargs):
     The placeholder is what this (discarded) pass renders; it never reaches
     the client. A promise that raised makes this raise, like ``result``.
     Calling it again for a key already submitted in this pass returns the
-    placeholder (0.9 raised FutureNotResolvedError).
+    placeholder (0.9 raised FutureNotResolvedError). A shared promise whose
+    computation (function, arguments, executor) has a kept result returns
+    it at once.
     """
     _check_key("resultOrSubmit", key)
     promise_ = make_promise("resultOrSubmit", key, fn, args, kwargs)
     state = _state("resultOrSubmit")
-    outcome = _resolved(state, key)
+    outcome = _resolved(state, key, promise_)
     if outcome is not None:
         return outcome.unwrap()
     if key not in state.pending:

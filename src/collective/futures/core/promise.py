@@ -17,7 +17,8 @@ from ..exceptions import (
 class Promise:
     """A call to run outside the worker: ``fn(*args, **kwargs)``, on the
     named executor; ``shared`` promises run once for all concurrent
-    requests of the same key, and keep a success for ``ttl`` seconds."""
+    requests of the same computation (``shared_key``), and keep a success
+    for ``ttl`` seconds."""
 
     key: str
     fn: typing.Callable
@@ -26,7 +27,9 @@ class Promise:
     executor: str = "threads"
     shared: bool = False
     ttl: float = 0.0
-    #: what identifies a shared execution (default: the key)
+    #: what identifies a shared execution: what it computes (function,
+    #: arguments, executor: core.shared.identity), never the caller's key;
+    #: required when ``shared``
     shared_key: str = None
     #: for the ``processes`` executor: the call, pickled once when the
     #: promise was made (executors.processes.PickledCall)
@@ -77,8 +80,11 @@ def promise(fn, /, *, executor=None, shared=False, ttl=None):
 
     ``executor``: ``"threads"`` (default), ``"processes"``, ``"asyncio"``
     (default for ``async def`` functions) or a configured custom executor.
-    ``shared=True``: concurrent requests for the same key share one
-    execution; ``ttl`` (seconds) keeps its result for later requests.
+    ``shared=True``: concurrent requests for the same computation (the
+    same function, arguments and executor; the key is only each caller's
+    handle) share one execution; ``ttl`` (seconds) keeps its result for
+    later requests. ``fn`` must then be importable by name and its
+    arguments plain data (checked at ``submit``).
     """
     if isinstance(fn, PromiseOptions):
         fn = fn.fn

@@ -11,19 +11,18 @@ name is registered and that the user has its permission, and that every
 argument is plain data; anything else raises ``Unauthorized``.
 """
 
-import hashlib
-
 from AccessControl import getSecurityManager
-from zExceptions import Unauthorized
+from zExceptions import NotFound, Unauthorized
 from zope.component import queryUtility
 from zope.interface import implementer
+from zope.publisher.interfaces.browser import IBrowserPublisher
 from zope.security.interfaces import IPermission
 
 from .. import api
-from ..core.plain import first_refused
+from ..core.plain import first_refused, not_plain
 from ..core.promise import promise
+from ..core.shared import digest
 from ..interfaces import INamedPromise
-from ..runtime import get_runtime
 
 
 #: Keys submitted by restricted code live apart from trusted code's.
@@ -47,13 +46,12 @@ class NamedPromise:
                        ttl=self.ttl if self.shared else None)
 
     def shared_key(self, args, kwargs):
-        """A shared execution is identified by the promise and its
-        arguments, never by the caller's key: two calls share a result only
-        if they ask for exactly the same thing."""
-        digest = hashlib.sha256(repr((args, sorted(kwargs.items()))).encode())
-        # Never of the form KEY_PREFIX + anything: a key restricted code
-        # chooses can not name a shared result.
-        return f"shared-named-promise:{self.name}:{digest.hexdigest()[:32]}"
+        """A shared execution is identified by the promise's name, its
+        arguments (plain data) and its executor, never by the caller's key:
+        two calls share a result only if they ask for exactly the same
+        thing. A digest (core.shared.digest) that no key names: the kept
+        results are found only through what is asked."""
+        return digest("named", self.name, args, kwargs, self.executor)
 
 
 def _title(permission):
@@ -79,21 +77,10 @@ def _named(context, name):
     return named
 
 
-_PLAIN = (str, bytes, int, float, bool, type(None))
-
-
-def _not_plain(value):
-    # An allowlist of exact types: a subclass of str or dict could do
-    # anything in its methods.
-    if type(value) in _PLAIN or type(value) in (list, tuple, dict):
-        return None
-    return type(value).__name__
-
-
 def _plain(name, args, kwargs, depth=8):
     """Restricted code may pass plain data only: str, bytes, numbers,
     booleans, None, and lists, tuples and dicts of those."""
-    reason = first_refused(args + tuple(kwargs.values()), _not_plain, depth)
+    reason = first_refused(args + tuple(kwargs.values()), not_plain, depth)
     if reason is not None and reason.startswith("arguments nest"):
         raise Unauthorized(f"@@futures: promise {name!r}: {reason}")
     if reason is not None:
@@ -102,10 +89,19 @@ def _plain(name, args, kwargs, depth=8):
             f"numbers, lists and dicts of them), not {reason}")
 
 
+@implementer(IBrowserPublisher)
 class TemplateFutures:
     """``@@futures``: the futures API for page templates and restricted
     code, on named promises. ``view.resultOrSubmit('feed', None,
-    'rss-feed', url)`` renders ``None`` in pass 1 and the feed in pass 2."""
+    'rss-feed', url)`` renders ``None`` in pass 1 and the feed in pass 2.
+
+    Never published by URL: a template or a script reaches it by path
+    traversal or ``restrictedTraverse`` (no publisher involved), while
+    ``/@@futures`` and ``/@@futures/<method>`` end at ZPublisher's
+    ``browserDefault`` and ``publishTraverse``, which answer 404 for
+    everyone, anonymous or Manager. No one needs its methods as URLs, and
+    they would let any visitor submit named promises with query-string
+    arguments."""
 
     def __init__(self, context, request):
         self.context = context
@@ -113,6 +109,12 @@ class TemplateFutures:
 
     def __call__(self):
         return self
+
+    def publishTraverse(self, request, name):
+        raise NotFound(self, name, request)
+
+    def browserDefault(self, request):
+        raise NotFound(self, "@@futures", request)
 
     def result(self, key, default=None):
         """The result for ``key``, or ``default`` (a promise that raised
@@ -135,12 +137,9 @@ class TemplateFutures:
         ``placeholder``."""
         named = _named(self.context, name)
         _plain(name, args, kwargs)
-        full_key = KEY_PREFIX + str(key)
-        if named.shared:
-            kept = get_runtime().shared.cached(named.shared_key(args, kwargs))
-            if kept is not None:
-                api.futures_for(self.request).resolved.setdefault(full_key, kept)
-        return api.resultOrSubmit(full_key, placeholder,
+        # A kept shared result is found by api.resultOrSubmit, through the
+        # identity the options carry (never through the key).
+        return api.resultOrSubmit(KEY_PREFIX + str(key), placeholder,
                                   self._options(named, args, kwargs), *args, **kwargs)
 
     @staticmethod

@@ -1,0 +1,42 @@
+"""Code of the README and the manual that tests run as it is written.
+
+A snippet is the ``.. code:: python`` block that follows a comment line
+``.. snippet: NAME`` (invisible in the rendered page). Used by the tests
+(tests/test_functional_shared.py) and by the views of the Zope instances
+they start (tests/futures_sharedapp), so that what runs is what the page
+shows, read from the file at each call.
+"""
+
+import pathlib
+import textwrap
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def snippet(source, name):
+    """The code of the snippet ``name`` in ``source`` (a path relative to
+    the repository: ``README.rst``, ``docs/plone.rst``). ValueError if
+    ``source`` has none, or more than one, of that name."""
+    lines = (ROOT / source).read_text().splitlines()
+    marker = f".. snippet: {name}"
+    starts = [number for number, line in enumerate(lines) if line.strip() == marker]
+    if len(starts) != 1:
+        raise ValueError(f"{source}: {len(starts)} snippets named {name!r}, not 1")
+    rest = iter(lines[starts[0] + 1:])
+    for line in rest:
+        if line.strip():
+            if line.strip() != ".. code:: python":
+                raise ValueError(
+                    f"{source}: the snippet {name!r} is not followed by a "
+                    f"python code block but by {line.strip()!r}")
+            break
+    block = []
+    for line in rest:
+        if line.strip() and not line[:1].isspace():
+            break  # the end of the block: text at the margin
+        block.append(line)
+    code = textwrap.dedent("\n".join(block)).strip()
+    if not code:
+        raise ValueError(f"{source}: the snippet {name!r} has no code")
+    return code + "\n"
