@@ -135,3 +135,31 @@ def test_restricted_code_cannot_read_or_replace_the_futures_state(zope):
         assert "RequestFutures" not in body and "upper" not in body, expression
         zope.request("/manage_delObjects?ids=ttw_attr",
                      headers=zope.admin_headers())
+
+
+@pytest.mark.parametrize("path", [
+    "/@@futures",
+    "/@@futures/resultOrSubmit?key=z&placeholder=p&name=upper&args:list=x",
+    "/@@futures/submit?key=z&name=upper",
+    "/@@futures/result?key=news",
+    "/@@futures/__call__",
+    "/@@futures/index_html",
+])
+@pytest.mark.parametrize("who", ["anonymous", "manager"])
+def test_futures_is_never_published_by_url(zope, path, who):
+    # Anonymous GET /Plone/@@futures/resultOrSubmit?...&name=rss-feed ran
+    # the named promise; /@@futures/result?key=news answered 204.
+    runs = zope.counters().get("upper.runs", 0)
+    headers = zope.admin_headers() if who == "manager" else {}
+    status, _, _ = zope.request(path, headers=headers)
+    assert status == 404, (path, who, status)
+    assert zope.counters().get("upper.runs", 0) == runs  # nothing ran
+
+
+def test_futures_still_serves_templates_and_scripts(zope):
+    # The positive control of the one above: the same view, by traversal.
+    add_template(zope, "ttw_traversal", (
+        '<p tal:define="f python: context.restrictedTraverse(\'@@futures\')" '
+        "tal:content=\"python: f.resultOrSubmit('k', 'PLACEHOLDER', 'upper', 'by traversal')\">"
+        "x</p>"))
+    assert zope.get("/ttw_traversal") == (200, "<p>BY TRAVERSAL</p>")

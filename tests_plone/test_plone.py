@@ -146,3 +146,30 @@ def test_suspensions_never_reach_the_error_log_and_real_errors_do(plone):
     log = plone.log()
     assert "boom for the error log" in log  # copied to the event log
     assert "SuspendRequest" not in log
+
+
+def test_the_add_on_uninstalls_and_installs_again(plone):
+    # The Add-ons panel said "cannot be uninstalled": no uninstall profile.
+    import json
+
+    status, _, body = get(plone, "/Plone/@@plone-uninstall",
+                          Authorization=basic("admin", "secret"))
+    assert status == 200, body[:500]
+    assert json.loads(body) == {
+        "installed": True, "uninstall_profile": True, "uninstalled": True,
+        "installed_after_uninstall": False, "record_after_uninstall": False,
+        "reinstalled": True, "record_after_reinstall": True}
+    # The news view still works with the record back (empty: no URL set).
+    assert get(plone, "/Plone/@@futures-news")[0] == 200
+
+
+@pytest.mark.parametrize("path", [
+    "/Plone/@@futures",
+    "/Plone/@@futures/resultOrSubmit?key=z&placeholder=p&name=rss-feed",
+    "/Plone/@@futures/result?key=news",
+])
+@pytest.mark.parametrize("who", ["anonymous", "manager"])
+def test_futures_is_not_published_by_url_on_plone(plone, path, who):
+    headers = {"Authorization": basic("admin", "secret")} if who == "manager" else {}
+    status, _, _ = get(plone, path, **headers)
+    assert status == 404, (path, who, status)

@@ -100,3 +100,29 @@ class SlowJson(Service):
     def reply(self):
         value = futures.resultOrSubmit("j", None, slow, "json", 0.5)
         return {"value": value}
+
+
+class Uninstall(BrowserView):
+    """What the Add-ons panel does with collective.futures: uninstall it,
+    then install it again; what each step left (JSON)."""
+
+    def __call__(self):
+        import json
+
+        from plone.registry.interfaces import IRegistry
+        from Products.CMFPlone.utils import get_installer
+        from zope.component import getUtility
+
+        product = "collective.futures.plone"
+        installer = get_installer(self.context, self.request)
+        registry = getUtility(IRegistry)
+        record = "collective.futures.news_feed_url"
+        report = {"installed": installer.is_product_installed(product),
+                  "uninstall_profile": bool(installer.get_uninstall_profile(product))}
+        report["uninstalled"] = installer.uninstall_product(product)
+        report["installed_after_uninstall"] = installer.is_product_installed(product)
+        report["record_after_uninstall"] = record in registry.records
+        report["reinstalled"] = installer.install_product(product)
+        report["record_after_reinstall"] = record in registry.records
+        self.request.response.setHeader("Content-Type", "application/json")
+        return json.dumps(report)
