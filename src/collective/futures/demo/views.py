@@ -3,7 +3,8 @@
 ``@@futures-demo-futures`` fetches the slow upstream through futures: the
 Zope worker is free while the upstream thinks. ``@@futures-demo-blocking``
 does the same fetch in the view, holding its worker for the whole wait.
-``@@futures-demo`` shows both side by side and fires concurrent requests.
+``@@futures-demo`` shows both side by side: ``@@futures-demo-race`` has
+this Zope fire concurrent requests at one of them and streams the timings.
 """
 
 import json
@@ -15,7 +16,7 @@ import zipfile
 from collective import futures
 from collective.futures import AsyncWorkerStreamIterator, StreamResult
 
-from . import upstream
+from . import race, upstream
 
 
 TIMEOUT = 10.0
@@ -133,6 +134,37 @@ class PlainPage(_Page):
     def __call__(self):
         self.request.response.setHeader("Cache-Control", "no-store")
         return "pong"
+
+
+class RacePage(_Page):
+    """``@@futures-demo-race?how=futures|blocking&n=10&delay=1``: this Zope
+    fires ``n`` concurrent requests at ``@@futures-demo-{how}`` and probes
+    the plain page meanwhile, from side threads, streaming one JSON line per
+    finished request (see race.py). A ``how`` that is neither, or an ``n``
+    or ``delay`` that is not a number, is a 400 naming the argument;
+    numbers out of range are clamped (1..20 requests, 0..3 s). A 503 when
+    another race is running, or when 127.0.0.1 cannot reach this server.
+    """
+
+    def __call__(self):
+        response = self.request.response
+        response.setHeader("Cache-Control", "no-store")
+        response.setHeader("X-Content-Type-Options", "nosniff")
+        try:
+            how, n, delay = race.parameters(self.request.form)
+        except ValueError as exc:
+            return self.refuse(400, str(exc))
+        try:
+            port, threads = race.own_server(self.request.environ)
+        except LookupError as exc:
+            return self.refuse(503, str(exc))
+        return AsyncWorkerStreamIterator(
+            race.run, self.request, port, threads, how, n, delay)
+
+    def refuse(self, status, message):
+        self.request.response.setStatus(status)
+        self.request.response.setHeader("Content-Type", "text/plain; charset=utf-8")
+        return message + "\n"
 
 
 class DemoPage(_Page):
