@@ -96,3 +96,27 @@ def test_outcome_unwrap():
     with pytest.raises(KeyError) as info:
         Outcome(error=error).unwrap()
     assert info.value is error
+
+
+def test_a_fallback_is_what_a_failed_outcome_unwraps_to():
+    # on_error: one failing upstream degrades its part of the page; the
+    # outcome still says what happened (metrics, the request log).
+    from collective.futures.core.promise import NO_FALLBACK
+
+    failed = Outcome(error=KeyError("k"), fallback=[])
+    assert failed.unwrap() == [] and failed.kind == "failed"
+    timed_out = Outcome(error=FutureTimeoutError("t"), fallback=None)
+    assert timed_out.unwrap() is None and timed_out.kind == "timed_out"
+    # A success ignores it; no fallback (the default) raises, as before.
+    assert Outcome(value=3, fallback=[]).unwrap() == 3
+    assert Outcome(error=KeyError("k")).fallback is NO_FALLBACK
+    with pytest.raises(KeyError):
+        Outcome(error=KeyError("k")).unwrap()
+
+
+def test_promise_carries_on_error():
+    from collective.futures.core.promise import NO_FALLBACK, promise
+
+    assert promise(len, on_error="n/a").on_error == "n/a"
+    assert promise(len, on_error=None).on_error is None  # None is a value
+    assert promise(len).on_error is NO_FALLBACK

@@ -418,3 +418,24 @@ def test_a_finished_round_and_its_owner_are_freed_without_the_collector():
         gc.enable()
     gc.collect()
     assert kept() is None
+
+
+def test_a_promise_s_on_error_goes_with_its_outcome():
+    executor, schedule, done = ManualExecutor(), ManualSchedule(), []
+    promises_ = {
+        "degraded": Promise("degraded", lambda: 1 / 0, on_error="fallback"),
+        "strict": Promise("strict", lambda: 1 / 0),
+        "late": Promise("late", lambda: "late", on_error="too late"),
+    }
+    Round(promises_, submitter(executor), schedule, deadline=10.0, timeout=10.0,
+          on_done=done.append).start()
+    executor.run(0)
+    executor.run(1)
+    schedule.entries[0][1]()  # the deadline: "late" times out
+    outcomes = done[0]
+    assert outcomes["degraded"].kind == "failed"
+    assert outcomes["degraded"].unwrap() == "fallback"
+    assert outcomes["late"].kind == "timed_out"
+    assert outcomes["late"].unwrap() == "too late"
+    with pytest.raises(ZeroDivisionError):  # the positive control
+        outcomes["strict"].unwrap()

@@ -36,6 +36,15 @@ def test_a_stream_cannot_be_shared(request_):
         futures.AsyncWorkerStreamIterator(fn, object())
 
 
+def test_a_stream_takes_no_on_error(request_):
+    # A stream answers its own errors (500 before the first byte, a cut
+    # body after): a fallback value would have nowhere to go.
+    with pytest.raises(TypeError, match="on_error is for submit"):
+        futures.AsyncWorkerStreamIterator(
+            futures.promise(fn, on_error=b""), request_)
+    futures.AsyncWorkerStreamIterator(futures.promise(fn), request_)  # control
+
+
 # fakes
 
 class Request:

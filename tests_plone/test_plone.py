@@ -173,3 +173,16 @@ def test_futures_is_not_published_by_url_on_plone(plone, path, who):
     headers = {"Authorization": basic("admin", "secret")} if who == "manager" else {}
     status, _, _ = get(plone, path, **headers)
     assert status == 404, (path, who, status)
+
+
+def test_a_viewlet_whose_upstream_fails_degrades_its_part_only(plone):
+    # The documented pattern: futures.promise(fn, on_error=[]). Without it
+    # one failing upstream turns every page that shows the viewlet into a
+    # 500 (the control).
+    status, _, body = get(plone, "/Plone/@@plone-degraded")
+    assert status == 200, body[:500]
+    assert '<div id="news-viewlet">News are unavailable just now.</div>' in body
+    assert "The page's own content." in body
+    assert "++theme++barceloneta" in body
+    assert "news.example.org/feed is down" in plone.log()  # logged where it ran
+    assert get(plone, "/Plone/@@plone-broken")[0] == 500

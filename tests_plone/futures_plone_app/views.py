@@ -3,6 +3,8 @@ import time
 
 from AccessControl import getSecurityManager
 from Products.Five.browser import BrowserView
+from plone.app.layout.viewlets.common import ViewletBase
+from zope.interface import Interface, implementer
 from plone.restapi.services import Service
 
 from collective import futures
@@ -126,3 +128,54 @@ class Uninstall(BrowserView):
         report["record_after_reinstall"] = record in registry.records
         self.request.response.setHeader("Content-Type", "application/json")
         return json.dumps(report)
+
+
+# A viewlet whose upstream is down: with on_error its part of the page
+# degrades; without, the whole page is a 500 (the control).
+
+class IDegradedPage(Interface):
+    pass
+
+
+class IBrokenPage(Interface):
+    pass
+
+
+@implementer(IDegradedPage)
+class DegradedPage(BrowserView):
+    pass
+
+
+@implementer(IBrokenPage)
+class BrokenPage(BrowserView):
+    pass
+
+
+def fetch_news(url):
+    raise ConnectionError(f"{url} is down")
+
+
+class NewsViewlet(ViewletBase):
+    """The documented pattern (docs/plone.rst): a fallback for its part."""
+
+    on_error = []
+
+    def update(self):
+        # In update(), as viewlets usually do their work: Plone's viewlet
+        # manager catches what render() raises, not what update() raises.
+        super().update()
+        options = (futures.promise(fetch_news) if self.on_error is None
+                   else futures.promise(fetch_news, on_error=self.on_error))
+        self.items = futures.resultOrSubmit(
+            "news-viewlet", None, options, "https://news.example.org/feed")
+
+    def render(self):
+        if self.items is None:
+            return '<div id="news-viewlet">Loading…</div>'
+        if not self.items:
+            return '<div id="news-viewlet">News are unavailable just now.</div>'
+        return '<div id="news-viewlet">' + "".join(self.items) + "</div>"
+
+
+class StrictNewsViewlet(NewsViewlet):
+    on_error = None

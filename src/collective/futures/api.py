@@ -90,7 +90,7 @@ def make_promise(func, key, fn, args, kwargs):
         except TypeError as exc:
             raise TypeError(f"collective.futures.{func}(): {exc}") from None
     return Promise(key, target, args, kwargs, executor, options.shared,
-                   options.ttl, shared_key, pickled)
+                   options.ttl, shared_key, pickled, options.on_error)
 
 
 def _state(func):

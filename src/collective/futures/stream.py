@@ -23,6 +23,7 @@ from ZPublisher.Iterators import IUnboundStreamIterator
 
 from .api import make_promise
 from .core.body import StreamResult, error_prepared, prepare
+from .core.promise import NO_FALLBACK
 from .executors.asyncio import AsyncioExecutor
 from .interfaces import HANDOFF_KEY, SUSPEND_KEY, StreamHandoff
 from .runtime import get_runtime
@@ -94,6 +95,11 @@ class AsyncWorkerStreamIterator:
             raise TypeError(
                 "AsyncWorkerStreamIterator(): a stream cannot be shared (each "
                 "client reads its own output); drop shared=True")
+        if self.promise.on_error is not NO_FALLBACK:
+            raise TypeError(
+                "AsyncWorkerStreamIterator(): on_error is for submit() and "
+                "resultOrSubmit(); a stream's fn answers its own errors "
+                "(a 500 before the first byte, a truncated body after)")
         self.name = self.promise.name
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
         self.suspendable = bool(environ.get(SUSPEND_KEY))

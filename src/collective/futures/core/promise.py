@@ -12,6 +12,15 @@ from ..exceptions import (
     ExecutorFullError, FutureCancelledError, FutureTimeoutError)
 
 
+class _NoFallback:
+    """The ``on_error`` of a promise that has none: its failure raises."""
+
+    def __repr__(self):
+        return "NO_FALLBACK"
+
+
+NO_FALLBACK = _NoFallback()
+
 
 @dataclasses.dataclass(frozen=True)
 class Promise:
@@ -34,6 +43,9 @@ class Promise:
     #: for the ``processes`` executor: the call, pickled once when the
     #: promise was made (executors.processes.PickledCall)
     pickled: object = None
+    #: what ``result()`` gives instead of raising when the promise fails
+    #: or times out (NO_FALLBACK: it raises)
+    on_error: object = NO_FALLBACK
 
     def __call__(self):
         return self.fn(*self.args, **self.kwargs)
@@ -65,6 +77,7 @@ class PromiseOptions:
     shared: bool = False
     ttl: float = 0.0
     shared_key: str = None
+    on_error: object = NO_FALLBACK
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
@@ -73,7 +86,8 @@ class PromiseOptions:
         return dataclasses.replace(self, shared_key=shared_key)
 
 
-def promise(fn, /, *, executor=None, shared=False, ttl=None):
+def promise(fn, /, *, executor=None, shared=False, ttl=None,
+            on_error=NO_FALLBACK):
     """Wrap ``fn`` with options for ``submit``, ``resultOrSubmit`` and
     ``AsyncWorkerStreamIterator`` (which pass their other arguments to
     ``fn``, so these options can never collide with ``fn``'s own).
@@ -85,6 +99,10 @@ def promise(fn, /, *, executor=None, shared=False, ttl=None):
     handle) share one execution; ``ttl`` (seconds) keeps its result for
     later requests. ``fn`` must then be importable by name and its
     arguments plain data (checked at ``submit``).
+    ``on_error``: what ``result()`` and ``resultOrSubmit()`` give instead of
+    raising when the promise fails or times out (the failure is still
+    logged once, where it ran, and counted): one failing upstream then
+    degrades its part of the page instead of turning the page into a 500.
     """
     if isinstance(fn, PromiseOptions):
         fn = fn.fn
@@ -104,7 +122,8 @@ def promise(fn, /, *, executor=None, shared=False, ttl=None):
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl < 0:
             raise ValueError(
                 f"collective.futures.promise(): ttl must be seconds >= 0, not {ttl!r}")
-    return PromiseOptions(fn, executor, shared, float(ttl or 0))
+    return PromiseOptions(fn, executor, shared, float(ttl or 0),
+                          on_error=on_error)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +135,9 @@ class Outcome:
     error: BaseException = None
     executor: str = None
     seconds: float = None
+    #: what unwrap() gives instead of raising ``error`` (the promise's
+    #: ``on_error``); NO_FALLBACK: it raises
+    fallback: object = NO_FALLBACK
 
     @property
     def kind(self):
@@ -133,5 +155,7 @@ class Outcome:
 
     def unwrap(self):
         if self.error is not None:
+            if self.fallback is not NO_FALLBACK:
+                return self.fallback
             raise self.error
         return self.value

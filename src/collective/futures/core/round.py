@@ -127,7 +127,7 @@ class Round:
             self.metrics.promise_settled(promise.executor, promise.name,
                                          outcome.kind, seconds)
         return dataclasses.replace(outcome, executor=promise.executor,
-                                   seconds=seconds)
+                                   seconds=seconds, fallback=promise.on_error)
 
     def _settle(self, key, outcome):
         with self._lock:
