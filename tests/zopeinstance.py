@@ -3,7 +3,8 @@ subprocess on an ephemeral port: the functional tests' server.
 
 The instance is laid out like one made by ``mkwsgiinstance``: etc/zope.conf,
 etc/zope.ini with Zope's stock pipeline (httpexceptions, translogger, zope),
-etc/site.zcml, var/Data.fs (FileStorage).
+etc/site.zcml, var/Data.fs (FileStorage), or a ZEO client storage
+(``zeo_address``) where several instances share one database.
 """
 
 import base64
@@ -44,13 +45,27 @@ ZOPE_CONF = """\
 instancehome $INSTANCE
 debug-mode off
 <zodb_db main>
-  <filestorage>
-    path $INSTANCE/var/Data.fs
-  </filestorage>
+{storage}
   mount-point /
 </zodb_db>
 {product_config}
 """
+
+FILE_STORAGE = """\
+  <filestorage>
+    path $INSTANCE/var/Data.fs
+  </filestorage>"""
+
+#: A ZEO client storage (the server's storage named "1"), its cache files
+#: and blob cache in the instance's var/.
+ZEO_CLIENT_STORAGE = """\
+  <zeoclient>
+    server {host}:{port}
+    storage 1
+    name zeostorage
+    var $INSTANCE/var
+    blob-dir $INSTANCE/var/blobcache
+  </zeoclient>"""
 
 ZOPE_INI = """\
 [app:zope]
@@ -145,8 +160,11 @@ class ZopeInstance:
 
     def __init__(self, home, threads=2, product_config=None, futures=True,
                  server_extra="", command=None, filters=(),
-                 packages=("futures_testapp",), nofile=None):
+                 packages=("futures_testapp",), nofile=None, zeo_address=None):
         self.home = pathlib.Path(home)
+        #: (host, port) of a ZEO server to use as the main database, or
+        #: None for the instance's own FileStorage.
+        self.zeo_address = zeo_address
         #: RLIMIT_NOFILE (soft and hard) of the process, or None for many.
         self.nofile = nofile
         self.threads = threads
@@ -169,8 +187,13 @@ class ZopeInstance:
             lines = "".join(f"  {k} {v}\n" for k, v in self.product_config.items())
             product_config = (
                 f"<product-config collective.futures>\n{lines}</product-config>")
+        if self.zeo_address is None:
+            storage = FILE_STORAGE
+        else:
+            host, port = self.zeo_address
+            storage = ZEO_CLIENT_STORAGE.format(host=host, port=port)
         (self.home / "etc/zope.conf").write_text(ZOPE_CONF.format(
-            home=self.home, product_config=product_config))
+            home=self.home, storage=storage, product_config=product_config))
         (self.home / "etc/zope.ini").write_text(ZOPE_INI.format(
             home=self.home, threads=self.threads, server_extra=self.server_extra,
             filters="".join(f"[filter:{name}]\nuse = {use}\n\n"

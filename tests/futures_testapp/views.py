@@ -45,6 +45,14 @@ class Plain(View):
         return "plain page"
 
 
+class Ok(View):
+    """As Plone's @@ok: what a proxy's health check asks for."""
+
+    def __call__(self):
+        self.request.response.setHeader("Content-Type", "text/plain")
+        return "OK"
+
+
 class Counters(View):
     def __call__(self):
         self.request.response.setHeader("Content-Type", "application/json")
