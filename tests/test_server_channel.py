@@ -258,22 +258,30 @@ def test_a_streaming_channel_is_quiet_but_for_what_its_writers_leave(runtime, ma
 
     channel, server = make_channel()
     fd = channel._fileno
-    channel.requests = [object()]
-    channel._streaming = True
-    QUIET.add(fd)
-    QUIET.take_changed()
-    channel.write_soon(b"small")  # sent at once: nothing for the loop
-    assert channel.total_outbufs_len == 0 and fd not in QUIET.take_changed()
-    channel.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    channel.write_soon(b"x" * (256 << 10))  # the peer reads nothing: left over
-    assert channel.total_outbufs_len > 0
-    assert fd in QUIET.take_changed() and fd in QUIET  # asked once more
-    # The stream's job ends: loud again, queued for its service().
-    channel._job_done(Detachment(stream_task=object()))
-    assert not channel._streaming and fd not in QUIET
-    assert server.tasks == [channel]
-    # The positive control: a request a worker serves (loud) stays loud.
-    QUIET.take_changed()
-    channel.write_soon(b"y" * (256 << 10))
-    assert fd not in QUIET and fd not in QUIET.take_changed()
-    channel.handle_close()
+    try:
+        channel.requests = [object()]
+        channel._streaming = True
+        QUIET.add(fd)
+        QUIET.take_changed()
+        # waitress sends what it can at once (from 2.1; 2.0 leaves it all
+        # for the loop): the loop is asked again exactly when bytes are left.
+        channel.write_soon(b"small")
+        left = channel.total_outbufs_len > 0
+        assert (fd in QUIET.take_changed()) == left and fd in QUIET
+        channel.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        channel.write_soon(b"x" * (256 << 10))  # the peer reads nothing: left over
+        assert channel.total_outbufs_len > 0
+        assert fd in QUIET.take_changed() and fd in QUIET  # asked once more
+        # The stream's job ends: loud again, queued for its service().
+        channel._job_done(Detachment(stream_task=object()))
+        assert not channel._streaming and fd not in QUIET
+        assert server.tasks == [channel]
+        # The positive control: a request a worker serves (loud) stays loud.
+        QUIET.take_changed()
+        channel.write_soon(b"y" * (256 << 10))
+        assert fd not in QUIET and fd not in QUIET.take_changed()
+        # Closed while quiet, however: its number is never left quiet.
+        QUIET.add(fd)
+    finally:
+        channel.close()
+    assert fd not in QUIET

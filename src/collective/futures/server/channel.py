@@ -168,6 +168,8 @@ class FuturesChannel(HTTPChannel):
     def del_channel(self, map=None):
         fd = self._fileno
         super().del_channel(map)
+        # Never left quiet, whatever closed it: the number is reused.
+        QUIET.discard(fd)
         QUIET.touch(fd)
 
     def handle_close(self):
