@@ -3,9 +3,11 @@
 A snippet is the ``.. code:: LANGUAGE`` block (python unless said) that
 follows a comment line ``.. snippet: NAME`` (invisible in the rendered
 page). Used by the tests (tests/test_functional_shared.py,
-tests/test_readme_examples.py) and by the views of the Zope instances
-they start (tests/futures_sharedapp, tests/readme_app), so that what runs
-is what the page shows, read from the file at each call or import.
+tests/test_readme_examples.py, tests/test_docs_examples.py) and by the
+views of the Zope and Plone instances they start (tests/futures_sharedapp,
+tests/readme_app, tests/docs_app, tests_plone/futures_plone_app), so that
+what runs is what the page shows, read from the file at each call or
+import.
 """
 
 import pathlib

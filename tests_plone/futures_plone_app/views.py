@@ -3,12 +3,13 @@ import time
 
 from AccessControl import getSecurityManager
 from Products.Five.browser import BrowserView
-from plone.app.layout.viewlets.common import ViewletBase
 from zope.interface import Interface, implementer
 from plone.restapi.services import Service
 
 from collective import futures
 from collective.futures import AsyncWorkerStreamIterator, StreamResult
+
+from doc_snippets import snippet, substituted
 
 
 def slow(value, delay=0.3):
@@ -151,31 +152,50 @@ class BrokenPage(BrowserView):
     pass
 
 
+# The viewlet is docs/plone.rst's (snippet news-viewlet-on-error), run as
+# it is written: the names it takes from its surroundings (fetch_news,
+# render_items, and the viewlet's feed_url) are the test's. Its update()
+# does the work, as viewlets usually do: Plone's viewlet manager catches
+# what render() raises, not what update() raises.
+
+#: The page, and its viewlet's snippet.
+DOC = "docs/plone.rst"
+NEWS_VIEWLET = "news-viewlet-on-error"
+#: The feed the viewlets ask for (fetch_news fails for any).
+FEED_URL = "https://news.example.org/feed"
+
+
 def fetch_news(url):
+    """The viewlet's upstream, down. Runs on: the side pool."""
     raise ConnectionError(f"{url} is down")
 
 
-class NewsViewlet(ViewletBase):
-    """The documented pattern (docs/plone.rst): a fallback for its part."""
-
-    on_error = []
-
-    def update(self):
-        # In update(), as viewlets usually do their work: Plone's viewlet
-        # manager catches what render() raises, not what update() raises.
-        super().update()
-        options = (futures.promise(fetch_news) if self.on_error is None
-                   else futures.promise(fetch_news, on_error=self.on_error))
-        self.items = futures.resultOrSubmit(
-            "news-viewlet", None, options, "https://news.example.org/feed")
-
-    def render(self):
-        if self.items is None:
-            return '<div id="news-viewlet">Loading…</div>'
-        if not self.items:
-            return '<div id="news-viewlet">News are unavailable just now.</div>'
-        return '<div id="news-viewlet">' + "".join(self.items) + "</div>"
+def render_items(items):
+    """The viewlet's list (never reached here: the upstream is down)."""
+    return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
-class StrictNewsViewlet(NewsViewlet):
-    on_error = None
+def doc_news_viewlet(replace=None):
+    """The class NewsViewlet of the page's snippet, its code run in a
+    namespace holding fetch_news and render_items (with ``replace``,
+    ``(old, new)``, applied to the code first if given)."""
+    code = snippet(DOC, NEWS_VIEWLET)
+    if replace is not None:
+        code = substituted(code, *replace)
+    namespace = {"__name__": __name__, "fetch_news": fetch_news,
+                 "render_items": render_items}
+    exec(compile(code, f"{DOC} (snippet {NEWS_VIEWLET})", "exec"), namespace)
+    return namespace["NewsViewlet"]
+
+
+class NewsViewlet(doc_news_viewlet()):
+    """The documented pattern: a fallback (on_error=[]) for its part."""
+
+    feed_url = FEED_URL
+
+
+class StrictNewsViewlet(doc_news_viewlet(replace=(
+        "futures.promise(fetch_news, on_error=[])", "futures.promise(fetch_news)"))):
+    """The control: the same code without on_error."""
+
+    feed_url = FEED_URL
