@@ -199,3 +199,19 @@ class StrictNewsViewlet(doc_news_viewlet(replace=(
     """The control: the same code without on_error."""
 
     feed_url = FEED_URL
+
+
+class WarmNews(BrowserView):
+    """Renders @@futures-news's template once, with no feed: CPython 3.11's
+    compile() is not safe in two threads at once ("AST constructor
+    recursion depth mismatch", a SystemError seen in CI when two first
+    visitors made Chameleon compile news.pt together); the concurrency
+    test is about the feed, so its template is compiled before it."""
+
+    def __call__(self):
+        from collective.futures.plone.news import NewsView
+        view = NewsView(self.context, self.request)
+        view.url, view.items, view.error = None, None, None
+        view.template()
+        self.request.response.setHeader("Content-Type", "text/plain")
+        return "warm"
