@@ -2,6 +2,7 @@
 get correct pages (promises run concurrently while the worker waits), and a
 placeholder never reaches the client."""
 
+import concurrent.futures
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import wait_for
 from zopeinstance import GUNICORN, HERE, ZopeInstance, subprocess_env
 
 
@@ -54,6 +56,39 @@ def test_gunicorn(make_zope, tmp_path):
     assert (status, json.loads(body)["form"]) == (200, {"a": "1", "b": "2"})
     assert "futures are served in wait mode" in zope.log()
     assert "gunicorn" in zope.log()
+
+
+def threads_running(zope):
+    status, _, body = zope.request("/@@futures-metrics", headers=zope.admin_headers())
+    assert status == 200
+    return json.loads(body)["executors"].get("threads", {}).get("running", 0)
+
+
+def test_under_gunicorn_a_full_queue_is_a_503_and_commits_nothing(make_zope, tmp_path):
+    """Wait mode's 503 is the pass's own response (not an exception a
+    site's error views would render as they like), and the refused pass's
+    writes are not committed."""
+    zope = make_zope(start=False, product_config={
+        "max_workers": "1", "max_queue": "0", "retry_after": "7"}, command=GUNICORN + [
+        "--paste", str(tmp_path / "zope0/etc/zope.ini"),
+        "--bind", "127.0.0.1:0", "--workers", "1", "--threads", "3",
+        "--worker-class", "gthread", "--timeout", "60", "--no-control-socket"])
+    zope.start()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(zope.get, "/@@slow-futures?delay=3")
+        wait_for(lambda: threads_running(zope) == 1, timeout=20,
+                 message="the one worker busy")
+        status, headers, body = zope.request("/@@write-then-futures")
+        assert busy.result(30) == (200, "futures: slow after 3s")  # the control
+    assert status == 503, (status, body)
+    assert headers["Retry-After"] == "7"
+    assert headers["Content-Type"].startswith("text/plain")
+    assert body == b"Service Unavailable: the threads executor's queue is full " \
+                   b"(max_queue); retry later\n"
+    assert "503 for GET /@@write-then-futures" in zope.log()
+    # The refused pass wrote "pass 1": aborted with it. Admitted now, the
+    # view's two passes leave only pass 2's write.
+    assert zope.get("/@@write-then-futures") == (200, '["pass 2"]')
 
 
 def test_wait_mode_without_retry_budget_is_a_clear_error(make_zope):

@@ -18,10 +18,12 @@ rendered, nothing is committed yet) in one of two ways:
   publishes the request again exactly as it does after a ConflictError.
 
 Before either, the runtime's admission bounds may turn the request away
-with a 503 (backpressure): served by the package's channel, the server
-writes it (``RefuseRequest``), past the site's error views and error log;
-elsewhere it is Zope's ``HTTPServiceUnavailable``. The same ``zope.event`` hook sees the last
-pass's ``IPubSuccess``/``IPubFailure`` and writes the request's log line.
+with a 503 (backpressure), past the site's error views (Plone's would
+answer any exception 500) and error log: served by the package's channel,
+the server writes it (``RefuseRequest``); elsewhere the pass's response
+becomes the 503 and its transaction is doomed (``_answer_unavailable``).
+The same ``zope.event`` hook sees the last pass's
+``IPubSuccess``/``IPubFailure`` and writes the request's log line.
 A pass whose response is an ``AsyncWorkerStreamIterator`` binds it there.
 """
 
@@ -32,7 +34,6 @@ import time
 import transaction
 import zope.event
 from transaction.interfaces import TransientError
-from zExceptions import HTTPServiceUnavailable
 from zope.event import notify
 from ZPublisher.interfaces import IPubBeforeCommit, IPubFailure, IPubSuccess
 from ZPublisher.pubevents import PubBeforeAbort
@@ -126,7 +127,8 @@ def _end_pass(event):
                            printable(request.get("PATH_INFO")), refusal)
             if request.environ.get(SUSPEND_KEY):
                 _refuse(request, refusal)
-            raise _service_unavailable(refusal, settings.retry_after)
+            _answer_unavailable(request, refusal, settings.retry_after)
+            return
     if suspending:
         _log_mode_once("suspend", request)
         _suspend(request, state)
@@ -135,15 +137,32 @@ def _end_pass(event):
         _wait_and_replay(request, state, runtime)
 
 
-def _service_unavailable(reason, retry_after):
-    """The package's one 503 (core.body.unavailable), as the Zope exception
-    ZPublisher turns into the response."""
+#: plone.transformchain's off switch (plone.transformchain.interfaces):
+#: no theme, CSRF rewrite or caching rule for the package's 503.
+_NO_TRANSFORMS = "plone.transformchain.disable"
+
+
+def _answer_unavailable(request, reason, retry_after):
+    """Wait mode's 503 (any server but the package's own): the pass's
+    response becomes the package's one 503 (core.body.unavailable) and its
+    transaction is doomed, so ZPublisher aborts it and sends the response
+    as a success. Not an exception: Plone's error views render every
+    exception they see, HTTPServiceUnavailable included, as a 500."""
     prepared = unavailable(reason, retry_after)
-    error = HTTPServiceUnavailable(prepared.message)
+    response = request.response
+    # What pass 1 set (headers, cookies) belongs to a page nobody gets,
+    # written by a transaction that is not committed: the 503 the server
+    # writes in suspend mode carries none of it, neither does this one.
+    response.headers = {}
+    response.accumulated_headers = []
+    response.cookies = {}
+    response.setStatus(503, lock=True)
     for name, value in prepared.headers:
-        if name == "Retry-After":
-            error.setHeader(name, value)
-    return error
+        if name.lower() != "content-length":  # setBody counts it
+            response.setHeader(name, value)
+    response.setBody(prepared.message + "\n", lock=True)
+    request.environ[_NO_TRANSFORMS] = True
+    transaction.doom()
 
 
 def _request_done(event):
