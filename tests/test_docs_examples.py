@@ -83,6 +83,8 @@ INCLUDED_BY = {
     "examples/deployment/haproxy.cfg": "tests/test_deployment.py",
     "examples/deployment/nginx.conf": "tests/test_deployment.py",
 }
+#: The harness modules a runner of INCLUDED_BY reads its files through.
+HARNESS = {"tests/test_deployment.py": "tests/deployment.py"}
 
 #: What runs the doctest blocks: the manual's build (sphinx-build -b
 #: doctest), which CI runs (.ci/run).
@@ -380,9 +382,16 @@ def test_every_snippet_of_the_manual_is_run_by_a_test():
 def test_every_included_file_is_run_by_its_test():
     for path, test in INCLUDED_BY.items():
         assert (ROOT / path).is_file(), path
-        # The test reads the file by its name (shipped("zeo.conf")).
-        assert f'"{pathlib.PurePath(path).name}"' in runner_source(test), path
+        # The test, or the harness it imports, reads the file by its name
+        # (shipped("zeo.conf")).
+        source = runner_source(test)
+        harness = HARNESS.get(test)
+        if harness is not None:
+            assert f"from {pathlib.PurePath(harness).stem} import" in source
+            source += runner_source(harness)
+        assert f'"{pathlib.PurePath(path).name}"' in source, path
     assert '"other.conf"' not in runner_source("tests/test_deployment.py")
+    assert '"other.conf"' not in runner_source("tests/deployment.py")
 
 
 def test_the_doctest_blocks_are_run_by_the_manuals_build():
