@@ -26,15 +26,20 @@ PLONE_SITE_ZCML = """\
 
 
 class PloneInstance(ZopeInstance):
-    def __init__(self, home, feed_url, **kw):
+    def __init__(self, home, feed_url, make_site=True, **kw):
+        """``make_site``: false for a second instance on the same ZEO
+        database (``zeo_address``), which serves the first one's site."""
         super().__init__(home, futures=False, packages=(), **kw)
         self.feed_url = feed_url
+        self.make_site = make_site
 
     def create(self):
         super().create()
         # No explicit include of collective.futures: Plone's z3c.autoinclude
         # must find it (entry point target = plone).
         (self.home / "etc/site.zcml").write_text(PLONE_SITE_ZCML)
+        if not self.make_site:
+            return self
         env = subprocess_env()
         result = subprocess.run(
             [sys.executable, "-c", "from Zope2.utilities.zconsole import main; main()",

@@ -1,5 +1,7 @@
+import re
 import threading
 import time
+import urllib.request
 
 from AccessControl import getSecurityManager
 from Products.Five.browser import BrowserView
@@ -175,14 +177,14 @@ def render_items(items):
     return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
-def doc_news_viewlet(replace=None):
+def doc_news_viewlet(replace=None, fetch=fetch_news):
     """The class NewsViewlet of the page's snippet, its code run in a
-    namespace holding fetch_news and render_items (with ``replace``,
-    ``(old, new)``, applied to the code first if given)."""
+    namespace holding ``fetch`` (as fetch_news) and render_items (with
+    ``replace``, ``(old, new)``, applied to the code first if given)."""
     code = snippet(DOC, NEWS_VIEWLET)
     if replace is not None:
         code = substituted(code, *replace)
-    namespace = {"__name__": __name__, "fetch_news": fetch_news,
+    namespace = {"__name__": __name__, "fetch_news": fetch,
                  "render_items": render_items}
     exec(compile(code, f"{DOC} (snippet {NEWS_VIEWLET})", "exec"), namespace)
     return namespace["NewsViewlet"]
@@ -199,6 +201,36 @@ class StrictNewsViewlet(doc_news_viewlet(replace=(
     """The control: the same code without on_error."""
 
     feed_url = FEED_URL
+
+
+# The deployment test (test_plone_deployment.py): the same viewlet, its
+# upstream up and slow (the slow upstream's feed, the URL in the site's
+# registry), on a page of its own; the page is slow for every visitor (the
+# promise is not shared), as a per-visitor viewlet makes every page of a
+# site.
+
+class IProxiedPage(Interface):
+    pass
+
+
+@implementer(IProxiedPage)
+class ProxiedPage(BrowserView):
+    pass
+
+
+def fetch_feed(url):
+    """The item titles of the feed at ``url``. Runs on: the side pool."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return re.findall(r"<item><title>([^<]*)</title>", response.read().decode())
+
+
+class UpstreamNewsViewlet(doc_news_viewlet(fetch=fetch_feed)):
+
+    @property
+    def feed_url(self):
+        from plone.registry.interfaces import IRegistry
+        from zope.component import getUtility
+        return getUtility(IRegistry)["collective.futures.news_feed_url"]
 
 
 class WarmNews(BrowserView):
