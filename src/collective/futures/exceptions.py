@@ -111,3 +111,21 @@ class WorkerProcessDiedError(FuturesException):
     Only the promises that process held fail; the pool starts a new process
     for the next ones.
     """
+
+
+class TaskQueueError(FuturesException):
+    """A background task could not be queued as asked (bad arguments to
+    ``taskqueue.add``: the message names the argument).
+
+    Fix the call; nothing was queued.
+    """
+
+
+class TaskQueueUnavailableError(TaskQueueError):
+    """The task queue's backend could not be reached or written (a locked,
+    full or unreadable SQLite file, a Redis that does not answer).
+
+    Raised at the transaction's vote, before anything is committed: the
+    transaction fails as a whole and nothing is half-done. Retry later;
+    the message names the backend and the cause.
+    """

@@ -194,3 +194,132 @@ class INamedPromise(Interface):
     executor = Attribute("The executor it runs on (None: the default)")
     shared = Attribute("Whether concurrent requests share one execution")
     ttl = Attribute("Seconds a shared result is kept")
+
+
+# Background tasks (collective.futures.tasks)
+
+#: A task's states. ``prepared``: written by a transaction that has voted
+#: but not finished (invisible to consumers); ``queued``: waiting for its
+#: ``eta``; ``running``: leased by a consumer until ``lease_until``;
+#: ``done``; ``dead``: out of attempts, failed for good, or in doubt (see
+#: ITaskBackend.recover). ``failed`` is not stored: a failure that will be
+#: retried puts the task back to ``queued`` with its error.
+TASK_STATES = ("prepared", "queued", "running", "done", "dead")
+
+
+class ITaskBackend(Interface):
+    """Where tasks wait between the transaction that queued them and the
+    consumer that runs them: durable, shared by the instances that use
+    the same backend, safe to call from any thread.
+
+    A task is a mapping of plain data (collective.futures.tasks.model):
+    ``id``, ``queue``, ``method``, ``path``, ``headers``, ``payload``
+    (bytes), ``user``, ``created``, ``eta``, ``attempts`` (deliveries so
+    far), ``max_attempts``, ``backoff``, ``dedup``; what a backend returns
+    also has ``state``, ``lease_until``, ``consumer``, ``last_error`` and
+    ``finished``.
+
+    Delivery is at least once: a task is leased to one consumer at a time
+    for ``lease_seconds``; a consumer that dies (or overruns its lease
+    without ``extend``) loses it, and the next ``lease`` delivers the task
+    again. Every operation on a leased task names its lease
+    (``(task id, lease id)``, what ``lease`` returned) and answers False,
+    changing nothing, when that lease was lost. Times are seconds since
+    the epoch; ``now`` (default: the current time) lets tests drive the
+    clock. Backends raise ``TaskQueueUnavailableError`` when they cannot
+    be reached or written.
+
+    The contract test suite (tests/test_tasks_backends.py) runs every
+    backend through these sentences.
+    """
+
+    def prepare(tasks, token, now=None):
+        """Store ``tasks`` (a list of task mappings, all new ids) as
+        ``prepared`` (at ``now``) under the transaction ``token`` (a str), durably:
+        when this returns, they survive a crash of this process.
+        Invisible to ``lease``. A task whose ``dedup`` key is the key of
+        a task of the same queue that is prepared, queued or running is
+        not stored; returns the ids as stored, in order: the existing
+        task's id in place of each such one. Raises
+        ``TaskQueueUnavailableError`` and stores none of them when any
+        cannot be stored."""
+
+    def confirm(token):
+        """The transaction ``token`` committed: its prepared tasks become
+        ``queued``. Idempotent. Returns how many changed."""
+
+    def discard(token):
+        """The transaction ``token`` aborted: its prepared tasks are
+        removed. Idempotent. Returns how many."""
+
+    def lease(queue, consumer, limit, lease_seconds, now=None):
+        """Up to ``limit`` tasks of ``queue`` for ``consumer`` (a str
+        naming it), each leased until ``now + lease_seconds``: queued ones
+        whose ``eta`` has come, earliest ``eta`` first, and running ones
+        whose lease has expired (delivered again). Each one's
+        ``attempts`` grows by one. Returns ``[(lease, task), ...]``, the
+        task as stored after the change. Two consumers (threads or
+        processes) never hold the same task's lease at once."""
+
+    def extend(lease, lease_seconds, now=None):
+        """The task of ``lease`` is still being worked on: its lease runs
+        until ``now + lease_seconds``. False if the lease was lost."""
+
+    def ack(lease, now=None):
+        """The task of ``lease`` is ``done`` (``finished`` = now). False
+        if the lease was lost (another delivery owns the task now)."""
+
+    def retry(lease, error, eta):
+        """The task of ``lease`` failed with ``error`` (a str) and is to
+        run again at ``eta``: ``queued`` with ``last_error``. False if the
+        lease was lost."""
+
+    def bury(lease, error, now=None):
+        """The task of ``lease`` failed for good: ``dead`` with
+        ``last_error`` = ``error``. False if the lease was lost."""
+
+    def status(task_id):
+        """The task ``task_id`` as stored (a mapping), or None."""
+
+    def stats(queue, now=None):
+        """Figures of ``queue``: a mapping with the count of tasks in each
+        state of TASK_STATES (``queued`` split into ``queued``, whose eta
+        has come, and ``scheduled``, whose eta is later), and
+        ``oldest_queued_age``: seconds the longest-waiting due task has
+        waited since its eta (0.0 when none)."""
+
+    def queues():
+        """The names of the queues holding tasks, sorted."""
+
+    def dead_letters(queue, limit=100):
+        """The dead tasks of ``queue``, most recently finished first, at
+        most ``limit``."""
+
+    def requeue(task_id, now=None):
+        """A dead task runs again: ``queued`` at ``now``, its attempts
+        back to 0, its last error kept. False if it is not dead."""
+
+    def delete(task_id):
+        """A dead or done task is removed. False if it is neither."""
+
+    def next_eta(queue):
+        """The earliest time ``lease`` could return a task of ``queue``:
+        the earliest ``eta`` of its queued tasks or ``lease_until`` of its
+        running ones; None when it has neither."""
+
+    def recover(older_than, now=None):
+        """Tasks prepared more than ``older_than`` seconds before ``now``
+        and still not confirmed nor discarded are in doubt:
+        the process that prepared them ended (or failed) between its
+        transaction's vote and its confirmation, so whether that
+        transaction committed is not known here. They become ``dead``
+        with a ``last_error`` that says so (an operator requeues them if
+        the work was committed), never run silently nor dropped. Returns
+        how many."""
+
+    def purge(older_than, now=None):
+        """Done tasks finished more than ``older_than`` seconds ago are
+        removed. Returns how many."""
+
+    def close():
+        """Release connections. Idempotent."""
