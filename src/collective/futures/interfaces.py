@@ -239,7 +239,8 @@ class ITaskBackend(Interface):
         when this returns, they survive a crash of this process.
         Invisible to ``lease``. A task whose ``dedup`` key is the key of
         a task of the same queue that is prepared, queued or running is
-        not stored; returns the ids as stored, in order: the existing
+        not stored (nor is a task whose key an earlier task of the same
+        call took); returns the ids as stored, in order: the existing
         task's id in place of each such one. Raises
         ``TaskQueueUnavailableError`` and stores none of them when any
         cannot be stored."""
@@ -276,7 +277,8 @@ class ITaskBackend(Interface):
 
     def bury(lease, error, now=None):
         """The task of ``lease`` failed for good: ``dead`` with
-        ``last_error`` = ``error``. False if the lease was lost."""
+        ``last_error`` = ``error`` and ``finished`` = now. False if the
+        lease was lost."""
 
     def status(task_id):
         """The task ``task_id`` as stored (a mapping), or None."""
