@@ -200,6 +200,18 @@ class ZeoServer:
             stop_process(self.process)
 
 
+
+@pytest.fixture(scope="module")
+def zeo(tmp_path_factory):
+    """A ZEO server (the shipped zeo.conf) for a test module, on an
+    ephemeral port; a fixture for the modules that import it."""
+    server = ZeoServer(tmp_path_factory.mktemp("zeo"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
 # The proxies
 
 class Proxy:

@@ -19,9 +19,9 @@ import pytest
 
 from conftest import wait_for
 from deployment import (
-    HAPROXY_LIMIT, NGINX_LIMIT, ZOPE_ADDRESSES, ZeoServer, binary, directive,
+    HAPROXY_LIMIT, NGINX_LIMIT, ZOPE_ADDRESSES, binary, directive,
     seconds, server_section, shipped, shipped_instance_settings,
-    start_haproxy, start_nginx, substituted, zeo_conf, zope_conf)
+    start_haproxy, start_nginx, substituted, zeo, zeo_conf, zope_conf)  # noqa: F401 (zeo: a fixture)
 from slow_upstream import SlowUpstream
 from zopeinstance import ZopeInstance
 
@@ -117,15 +117,6 @@ def test_proxy_limits_and_timeouts_fit_the_instances(tmp_path):
 
 # The servers: ZEO, two Zope instances, the slow upstream; then a proxy
 # per test.
-
-@pytest.fixture(scope="module")
-def zeo(tmp_path_factory):
-    server = ZeoServer(tmp_path_factory.mktemp("zeo"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
 
 def add_folder(zope, name):
     """A folder ``name`` at the root, added through ``zope`` (the ZMI's

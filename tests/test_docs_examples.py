@@ -72,6 +72,9 @@ RUN_BY = {
     # docs/plone.rst: the Plone suite (a real Plone site), tests_plone/
     # test_plone.py::test_a_viewlet_whose_upstream_fails_degrades_its_part_only
     "news-viewlet-on-error": "tests_plone/futures_plone_app/views.py",
+    # docs/tasks.rst: tests/test_functional_tasks.py (a real Zope, its
+    # own consumer), the test app's views running the snippet.
+    "taskqueue-example": "tests/futures_testapp/views.py",
 }
 
 #: Each file the manual includes (``.. literalinclude::``, relative to the

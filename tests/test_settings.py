@@ -66,6 +66,19 @@ GOOD = {
     "metrics_token": [("", ""), ("x" * 16, "x" * 16), (" " + "y" * 20 + " ", "y" * 20)],
     "suspend": [("on", True), ("Off", False), ("yes", True), ("0", False),
                 (True, True), (False, False), ("TRUE", True)],
+    "task_backend": [("sqlite:tasks.db", "sqlite:tasks.db"),
+                     (" sqlite:/var/lib/zope/tasks.db ", "sqlite:/var/lib/zope/tasks.db")],
+    "task_queues": [("default", "default"), (" default  pdf mail.out ", "default pdf mail.out")],
+    "task_consumer": [("on", True), ("off", False)],
+    "task_concurrency": [("1", 1), ("4", 4)],
+    "task_lease": [("300", 300.0), ("0.5", 0.5)],
+    "task_timeout": [("3600", 3600.0)],
+    "task_attempts": [("1", 1), ("100", 100)],
+    "task_backoff": [("2", 2.0), ("0.05", 0.05)],
+    "task_poll": [("1", 1.0), ("0.1", 0.1)],
+    "task_keep_done": [("604800", 604800.0)],
+    "task_secret": [("", ""), ("s" * 32, "s" * 32)],
+    "task_url": [("", ""), ("http://127.0.0.1:8080/", "http://127.0.0.1:8080")],
 }
 
 BAD = {
@@ -91,6 +104,18 @@ BAD = {
     "history_interval": ["0", "nan"],
     "metrics_token": ["short", "x" * 15],
     "suspend": ["maybe", "", "2"],
+    "task_backend": ["redis://localhost", "sqlite:", "tasks.db"],
+    "task_queues": ["", "Default", "a a", "a/b"],
+    "task_consumer": ["sometimes"],
+    "task_concurrency": ["0"],
+    "task_lease": ["0", "-1"],
+    "task_timeout": ["0"],
+    "task_attempts": ["0", "101"],
+    "task_backoff": ["0", "nan"],
+    "task_poll": ["0"],
+    "task_keep_done": ["-1"],
+    "task_secret": ["s" * 31],
+    "task_url": ["https://example.org", "http://", "127.0.0.1:8080"],
 }
 
 

@@ -129,6 +129,20 @@ def test_dedup_within_one_call_keeps_the_first(backend):
     assert backend.confirm("t") == 2
 
 
+def test_find_gives_the_active_task_of_a_dedup_key(backend):
+    original = task(dedup="nightly")
+    backend.prepare([original], "t")
+    assert backend.find("default", "nightly") == original["id"]  # prepared
+    backend.confirm("t")
+    assert backend.find("default", "nightly") == original["id"]  # queued
+    assert backend.find("other", "nightly") is None
+    assert backend.find("default", "weekly") is None
+    ((lease, _),) = backend.lease("default", "c", 1, 10, now=T0)
+    assert backend.find("default", "nightly") == original["id"]  # running
+    backend.ack(lease, now=T0 + 1)
+    assert backend.find("default", "nightly") is None  # done: the key is free
+
+
 def test_dedup_is_per_queue_and_ignores_finished_tasks(backend):
     original = task(dedup="k")
     add(backend, original)
@@ -386,6 +400,24 @@ def test_threads_never_hold_the_same_lease(backend):
     assert backend.stats("default", now=T0 + 3)["done"] == 60
 
 
+def test_holds_is_true_for_the_current_lease_only(backend):
+    backend.prepare([task(eta=T0)], "t")
+    backend.confirm("t")
+    ((first, _),) = backend.lease("default", "a", 1, 10, now=T0)
+    assert backend.holds(first)
+    assert not backend.holds((first[0], "another lease"))
+    ((second, _),) = backend.lease("default", "b", 1, 10, now=T0 + 20)  # expired
+    assert backend.holds(second) and not backend.holds(first)
+    backend.ack(second, now=T0 + 21)
+    assert not backend.holds(second)  # done: no lease is current
+
+
+def test_the_secret_is_made_once_and_kept(backend):
+    secret = backend.secret()
+    assert len(secret) == 64 and int(secret, 16) >= 0
+    assert backend.secret() == secret
+
+
 def test_close_is_idempotent(backend):
     backend.close()
     backend.close()
@@ -497,3 +529,18 @@ def test_sqlite_unwritable_file_raises_unavailable_naming_it(tmp_path, where):
         finally:
             backend.close()
     assert str(path) in str(raised.value)
+
+
+def test_sqlite_every_opener_of_the_file_gets_the_same_secret(tmp_path):
+    from collective.futures.tasks.sqlite import SQLiteBackend
+    first = SQLiteBackend(tmp_path / "shared.db")
+    second = SQLiteBackend(tmp_path / "shared.db")
+    try:
+        assert first.secret() == second.secret()
+        # The control: another file, another secret.
+        other = SQLiteBackend(tmp_path / "other.db")
+        assert other.secret() != first.secret()
+        other.close()
+    finally:
+        first.close()
+        second.close()

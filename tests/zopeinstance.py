@@ -218,6 +218,8 @@ class ZopeInstance:
     def start(self, timeout=90):
         env = subprocess_env()
         command = self.command or RUNWSGI + [str(self.home / "etc/zope.ini")]
+        # A restart appends to the log: its own "Serving on" comes after.
+        offset = len(self.log())
         self.stderr_file = open(self.stderr_path, "ab")
         self.process = subprocess.Popen(
             command, cwd=self.home, env=env, stdin=subprocess.DEVNULL,
@@ -229,7 +231,7 @@ class ZopeInstance:
         pattern = re.compile(
             r"(?:Serving on|Listening at:) http://127\.0\.0\.1:(\d+)")
         while time.monotonic() < deadline:
-            match = pattern.search(self.log())
+            match = pattern.search(self.log()[offset:])
             if match:
                 self.port = int(match.group(1))
                 return self

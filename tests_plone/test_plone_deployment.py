@@ -16,8 +16,8 @@ import time
 import pytest
 
 from deployment import (
-    HAPROXY_LIMIT, NGINX_LIMIT, ZeoServer, binary, shipped,
-    shipped_instance_settings, start_haproxy, start_nginx, substituted)
+    HAPROXY_LIMIT, NGINX_LIMIT, binary, shipped, shipped_instance_settings,
+    start_haproxy, start_nginx, substituted, zeo)  # noqa: F401 (zeo: a fixture)
 from ploneinstance import PloneInstance
 from slow_upstream import HITS, SlowUpstream
 from waiting import wait_for
@@ -43,15 +43,6 @@ def programs():
 
 
 @pytest.fixture(scope="module")
-def zeo(tmp_path_factory, programs):
-    server = ZeoServer(tmp_path_factory.mktemp("zeo"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def upstream():
     service = SlowUpstream(delay=UPSTREAM_DELAY).start()
     try:
@@ -65,7 +56,7 @@ def feed_calls():
 
 
 @pytest.fixture(scope="module")
-def plones(tmp_path_factory, zeo, upstream):
+def plones(tmp_path_factory, programs, zeo, upstream):
     """The two instances: the first makes the site, the second serves it
     from the same database."""
     made = []

@@ -513,3 +513,100 @@ class PersistentArgument(View):
             return f"TypeError: {exc}"
         return "accepted"
 
+
+
+# Background tasks (tests/test_functional_tasks.py)
+
+class QueueTask(View):
+    """Queues a task to ``path`` (with ``token`` as a parameter) and answers
+    its id; ``fail=1`` then raises (the transaction aborts), ``dedup``,
+    ``delay``, ``attempts``, ``queue``, ``method`` are passed on."""
+
+    def __call__(self):
+        from collective.futures import taskqueue
+        form = self.request.form
+        kwargs = {}
+        for name in ("dedup", "queue", "method"):
+            if name in form:
+                kwargs[name] = form[name]
+        for name in ("delay",):
+            if name in form:
+                kwargs[name] = float(form[name])
+        if "attempts" in form:
+            kwargs["attempts"] = int(form["attempts"])
+        if "backoff" in form:
+            kwargs["backoff"] = float(form["backoff"])
+        task_id = taskqueue.add(form["path"], params={"token": form.get("token", "")},
+                                **kwargs)
+        if form.get("fail"):
+            raise ValueError("the view failed after queuing its task")
+        return task_id
+
+
+class TaskStatus(View):
+    def __call__(self):
+        from collective.futures import taskqueue
+        self.request.response.setHeader("Content-Type", "application/json")
+        return json.dumps(taskqueue.status(self.request.form["id"]))
+
+
+class TaskJob(View):
+    """A task's target: counts its runs in the ZODB (``futures_task_runs``)
+    and in memory (``task.<token>`` counters); ``sleep`` seconds;
+    ``status`` answers that status instead (``fail_first`` times only)."""
+
+    def __call__(self):
+        form = self.request.form
+        token = form.get("token", "")
+        bump(f"task.{token}.started")
+        time.sleep(float(form.get("sleep", 0)))
+        if "sleep_once" in form:
+            # Sleeps on the first run only, whatever process runs it (a
+            # marker file in var/): the run a SIGKILL cuts.
+            import os
+            from App.config import getConfiguration
+            marker = os.path.join(getConfiguration().clienthome, f"task-{token}.slept")
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                time.sleep(float(form["sleep_once"]))
+        fail_first = int(form.get("fail_first", 0))
+        if fail_first and bump(f"task.{token}.failures") <= fail_first:
+            self.request.response.setStatus(int(form.get("status", 500)))
+            return "failing on purpose"
+        app = self.context.getPhysicalRoot()
+        runs = dict(getattr(app, "futures_task_runs", {}))
+        runs[token] = runs.get(token, 0) + 1
+        app.futures_task_runs = runs
+        bump(f"task.{token}.committed")
+        info = {"token": token, "url": self.request["ACTUAL_URL"],
+                "method": self.request["REQUEST_METHOD"],
+                "user": str(self.request.get("AUTHENTICATED_USER")),
+                "accept_language": self.request.get("HTTP_ACCEPT_LANGUAGE", "")}
+        bump(f"task.{token}.info:" + json.dumps(info, sort_keys=True))
+        return "done"
+
+
+class TaskRuns(View):
+    def __call__(self):
+        app = self.context.getPhysicalRoot()
+        self.request.response.setHeader("Content-Type", "application/json")
+        return json.dumps(dict(getattr(app, "futures_task_runs", {})))
+
+
+# docs/tasks.rst's example (snippet taskqueue-example), run as written.
+
+def _tasks_doc_example():
+    from doc_snippets import snippet
+    namespace = {"__name__": __name__}
+    exec(compile(snippet("docs/tasks.rst", "taskqueue-example"),
+                 "docs/tasks.rst (snippet taskqueue-example)", "exec"), namespace)
+    return namespace["StartConversion"], namespace["ConvertDocument"]
+
+
+StartConversion, ConvertDocument = _tasks_doc_example()
+
+
+class AppAttribute(View):
+    def __call__(self):
+        app = self.context.getPhysicalRoot()
+        return repr(getattr(app, self.request.form["name"], None))

@@ -129,3 +129,14 @@ class TaskQueueUnavailableError(TaskQueueError):
     transaction fails as a whole and nothing is half-done. Retry later;
     the message names the backend and the cause.
     """
+
+
+class TaskLeaseLostError(TaskQueueError):
+    """This delivery of a background task lost its lease before its
+    transaction committed (it ran longer than its consumer waited, or
+    its consumer vanished), and the task was delivered again.
+
+    Its work is not committed: the task's current delivery does it, so
+    that its effect happens once. Raised at the commit of the task's
+    request; nothing to do but look at why the task ran so long.
+    """

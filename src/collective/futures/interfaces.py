@@ -245,6 +245,10 @@ class ITaskBackend(Interface):
         ``TaskQueueUnavailableError`` and stores none of them when any
         cannot be stored."""
 
+    def find(queue, dedup):
+        """The id of the task of ``queue`` whose ``dedup`` key is
+        ``dedup`` and that is prepared, queued or running; or None."""
+
     def confirm(token):
         """The transaction ``token`` committed: its prepared tasks become
         ``queued``. Idempotent. Returns how many changed."""
@@ -261,6 +265,10 @@ class ITaskBackend(Interface):
         ``attempts`` grows by one. Returns ``[(lease, task), ...]``, the
         task as stored after the change. Two consumers (threads or
         processes) never hold the same task's lease at once."""
+
+    def holds(lease):
+        """True if ``lease`` is the current lease of its running task (the
+        check that a task's request comes from its current delivery)."""
 
     def extend(lease, lease_seconds, now=None):
         """The task of ``lease`` is still being worked on: its lease runs
@@ -322,6 +330,11 @@ class ITaskBackend(Interface):
     def purge(older_than, now=None):
         """Done tasks finished more than ``older_than`` seconds ago are
         removed. Returns how many."""
+
+    def secret():
+        """A random secret (64 hexadecimal characters) made on the first
+        call and kept: every process using this backend gets the same
+        one (it signs task requests when the configuration names none)."""
 
     def close():
         """Release connections. Idempotent."""

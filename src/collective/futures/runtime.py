@@ -12,7 +12,7 @@ from .core.runtime import Runtime
 from . import sandbox
 
 
-__all__ = ["get_runtime", "configure"]
+__all__ = ["get_runtime", "configure", "get_tasks", "configure_tasks"]
 
 # Guards _runtime: the first request and Zope's startup may race for it.
 _lock = threading.Lock()
@@ -41,3 +41,33 @@ def configure(settings):
     if old is not None:
         old.shutdown()
     return runtime
+
+
+# Background tasks: one TaskService per process, made at startup from the
+# same settings (or with the defaults on first use, var/ being the
+# current directory's then).
+_tasks = None
+
+
+def get_tasks():
+    """The process's TaskService."""
+    global _tasks
+    with _lock:
+        if _tasks is None:
+            from .settings import Settings
+            from .tasks.service import TaskService
+            _tasks = TaskService(Settings(), ".")
+        return _tasks
+
+
+def configure_tasks(settings, var_dir):
+    """Replace the process's TaskService with one built from ``settings``
+    (a relative SQLite path lives in ``var_dir``); the old one stops."""
+    global _tasks
+    from .tasks.service import TaskService
+    service = TaskService(settings, var_dir)
+    with _lock:
+        old, _tasks = _tasks, service
+    if old is not None:
+        old.stop(timeout=0.0)
+    return service

@@ -98,6 +98,51 @@ def _boolean(value):
     raise ValueError("must be on or off")
 
 
+def _task_backend(value):
+    text = str(value).strip()
+    scheme, sep, rest = text.partition(":")
+    if scheme != "sqlite" or not sep or not rest.strip():
+        raise ValueError("must be sqlite:PATH (a file; a relative PATH is in "
+                         "the instance's var/ directory)")
+    return text
+
+
+def _queue_names(value):
+    from .tasks.model import check_queue_name
+    names = str(value).split()
+    if not names:
+        raise ValueError("must name one queue or more")
+    try:
+        for name in names:
+            check_queue_name(name)
+    except Exception as exc:
+        raise ValueError(str(exc)) from None
+    if len(set(names)) != len(names):
+        raise ValueError("names a queue twice")
+    return " ".join(names)
+
+
+def _attempts(value):
+    number = int(value)
+    if not 1 <= number <= 100:
+        raise ValueError("must be from 1 to 100")
+    return number
+
+
+def _secret(value):
+    text = str(value).strip()
+    if text and len(text) < 32:
+        raise ValueError("a task secret must have 32 characters or more")
+    return text
+
+
+def _http_url(value):
+    text = str(value).strip()
+    if text and not (text.startswith("http://") and len(text) > len("http://")):
+        raise ValueError("must be an http:// URL (the instance's own address)")
+    return text.rstrip("/")
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     name: str
@@ -220,6 +265,70 @@ OPTIONS = (
         "metrics_token", _token, "",
         "A bearer token that lets a scraper read ``@@futures-metrics`` "
         "without a Manager login (16 characters or more).",
+    ),
+    Option(
+        "task_backend", _task_backend, "sqlite:tasks.db",
+        "Where background tasks wait: ``sqlite:PATH``, a SQLite file (a "
+        "relative ``PATH`` is in the instance's ``var/``). Instances on one "
+        "machine that name the same file share its tasks.",
+    ),
+    Option(
+        "task_queues", _queue_names, "default",
+        "The task queues (names of a-z, 0-9, ``-``, ``_``, ``.``, separated "
+        "by spaces); the first is the one ``taskqueue.add`` uses when "
+        "given none, and every one is consumed.",
+    ),
+    Option(
+        "task_consumer", _boolean, False,
+        "``on``: this instance runs tasks (each one a request to itself). "
+        "Instances that only queue tasks leave it ``off``.",
+    ),
+    Option(
+        "task_concurrency", _positive_int, 1,
+        "Tasks this instance runs at once: each takes one of waitress's "
+        "worker threads while it runs, so keep it below ``threads``.",
+    ),
+    Option(
+        "task_lease", _seconds, 300.0,
+        "Seconds a task is leased to its consumer, extended while its "
+        "request runs; a task whose instance died is delivered again once "
+        "its lease has expired.",
+    ),
+    Option(
+        "task_timeout", _seconds, 3600.0,
+        "Seconds a task's request may take before it counts as failed "
+        "(and is retried).",
+    ),
+    Option(
+        "task_attempts", _attempts, 5,
+        "Attempts of a task (unless ``taskqueue.add`` says otherwise) "
+        "before it goes to the dead letters.",
+    ),
+    Option(
+        "task_backoff", _seconds, 2.0,
+        "Seconds before the first retry of a failed task; each further "
+        "one waits up to twice as long (with jitter), at most an hour.",
+    ),
+    Option(
+        "task_poll", _seconds, 1.0,
+        "Seconds between two looks for due tasks when the queue is idle "
+        "(tasks queued by this instance start at once).",
+    ),
+    Option(
+        "task_keep_done", _seconds, 604800.0,
+        "Seconds a finished task's status is kept (for ``taskqueue.status`` "
+        "and the exactly-once check): a week.",
+    ),
+    Option(
+        "task_secret", _secret, "",
+        "The secret that signs task requests (32 characters or more). "
+        "Empty: a random one kept in the task backend, the same for every "
+        "instance sharing it.",
+    ),
+    Option(
+        "task_url", _http_url, "",
+        "The address the consumer sends task requests to. Empty: this "
+        "instance's own waitress address.",
     ),
     Option(
         "suspend", _boolean, True,

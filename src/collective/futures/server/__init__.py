@@ -66,6 +66,14 @@ def install():
     return True
 
 
+def when_serving(callback):
+    """Call ``callback([(host, port), ...])`` once, when the first server
+    created after :func:`install` starts its main loop (the addresses it
+    listens on; a Unix socket has none)."""
+    from .loop import SERVING
+    SERVING.append(callback)
+
+
 def uninstall():
     """Undo :func:`install` (for tests and embedding)."""
     internals.BaseWSGIServer.channel_class = internals.HTTPChannel

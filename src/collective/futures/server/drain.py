@@ -43,6 +43,9 @@ class Drain:
         self.thread = None
         self.signum = None
         self.finished = False
+        #: Called (no arguments) when the drain starts: the task consumer
+        #: stops taking tasks.
+        self.on_drain = []
 
     def install(self):
         """Take over SIGTERM and SIGINT (main thread only)."""
@@ -81,6 +84,11 @@ class Drain:
     def _drain(self):
         runtime = self.runtime or get_runtime()
         runtime.draining = True
+        for callback in self.on_drain:
+            try:
+                callback()
+            except Exception:
+                logger.exception("a drain callback failed")
         grace = runtime.settings.shutdown_grace
         watched = {}  # channel -> the request it was holding
         self._watch(watched)

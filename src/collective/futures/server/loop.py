@@ -23,6 +23,7 @@ The loop is used only where waitress would poll (``asyncore_use_poll``)
 and ``epoll`` exists (Linux); elsewhere waitress's own loop runs.
 """
 
+import logging
 import select
 import time
 
@@ -201,9 +202,36 @@ class EpollLoop:
                 self._set(fd, obj, flags_of(obj))
 
 
+#: Called once, with the [(host, port)] the servers listen on, when the
+#: first main loop starts (server.when_serving): the task consumer sends
+#: its requests there.
+SERVING = []
+_announced = []
+
+
+def _announce(map):
+    if _announced or not SERVING:
+        return
+    _announced.append(True)
+    addresses = []
+    for dispatcher in list(map.values()):
+        # waitress's TCP servers: host and port as getnameinfo gives them
+        # (strings); a Unix socket's server has no port.
+        port = str(getattr(dispatcher, "effective_port", "") or "")
+        if port.isdigit():
+            addresses.append((str(dispatcher.effective_host), int(port)))
+    for callback in list(SERVING):
+        try:
+            callback(addresses)
+        except Exception:
+            logging.getLogger("collective.futures").exception(
+                "a callback of when_serving failed")
+
+
 def loop(timeout=30.0, use_poll=False, map=None, count=None):
     """``wasyncore.loop``, with :class:`EpollLoop` where waitress would
     poll and epoll exists."""
+    _announce(map if map is not None else wasyncore.socket_map)
     if not use_poll or not hasattr(select, "epoll"):
         return wasyncore.loop(timeout=timeout, use_poll=use_poll, map=map,
                               count=count)

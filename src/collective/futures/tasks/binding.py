@@ -50,10 +50,11 @@ CONFIRM_TRIES = 3
 CONFIRM_PAUSE = 0.2
 
 
-def bind(backend, task, transaction_manager=None):
+def bind(backend, task, transaction_manager=None, on_confirmed=None):
     """Queue ``task`` in ``backend`` when the current transaction of
     ``transaction_manager`` (default: the thread's) commits; nothing if
-    it aborts."""
+    it aborts. ``on_confirmed()`` is called once the tasks are queued
+    (a local consumer looks at once)."""
     manager = transaction_manager or transaction.manager
     current = manager.get()
     try:
@@ -63,7 +64,7 @@ def bind(backend, task, transaction_manager=None):
         current.set_data(Binding, bindings)
     data_manager = bindings.get(id(backend))
     if data_manager is None:
-        data_manager = bindings[id(backend)] = Binding(backend, manager)
+        data_manager = bindings[id(backend)] = Binding(backend, manager, on_confirmed)
         current.join(data_manager)
     data_manager.tasks.append(task)
     return data_manager
@@ -74,9 +75,10 @@ class Binding:
     """The data manager of one transaction's tasks for one backend (see
     the module's docstring)."""
 
-    def __init__(self, backend, transaction_manager):
+    def __init__(self, backend, transaction_manager, on_confirmed=None):
         self.backend = backend
         self.transaction_manager = transaction_manager
+        self.on_confirmed = on_confirmed
         self.tasks = []
         #: Names this transaction's prepared tasks in the backend.
         self.token = uuid.uuid4().hex
@@ -121,7 +123,6 @@ class Binding:
         for attempt in range(1, CONFIRM_TRIES + 1):
             try:
                 self.backend.confirm(self.token)
-                return
             except Exception:
                 if attempt == CONFIRM_TRIES:
                     # tpc_finish must not raise: the transaction committed.
@@ -132,6 +133,13 @@ class Binding:
                         self.backend, len(self.tasks), self.token, exc_info=True)
                     return
                 time.sleep(CONFIRM_PAUSE * attempt)
+                continue
+            if self.on_confirmed is not None:
+                try:
+                    self.on_confirmed()
+                except Exception:
+                    logger.exception("on_confirmed failed (the tasks are queued)")
+            return
 
     def tpc_abort(self, txn):
         self.tasks = []

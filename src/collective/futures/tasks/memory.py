@@ -6,6 +6,7 @@ Runs on: any thread (one lock). See ITaskBackend (interfaces.py).
 """
 
 import copy
+import secrets
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ class MemoryBackend:
         self._lock = threading.Lock()
         #: task id -> the stored task, plus "_token", "_prepared", "_lease"
         self._tasks = {}
+        self._secret = None
 
     def __repr__(self):
         return f"<MemoryBackend {len(self._tasks)} tasks>"
@@ -57,6 +59,10 @@ class MemoryBackend:
                     and other["state"] in ("prepared", "queued", "running"):
                 return other["id"]
         return None
+
+    def find(self, queue, dedup):
+        with self._lock:
+            return self._active_dedup({"queue": queue, "dedup": dedup})
 
     def confirm(self, token):
         with self._lock:
@@ -101,6 +107,10 @@ class MemoryBackend:
         if task is None or task["state"] != "running" or task["_lease"] != lease_id:
             return None
         return task
+
+    def holds(self, lease):
+        with self._lock:
+            return self._held(lease) is not None
 
     def extend(self, lease, lease_seconds, now=None):
         now = time.time() if now is None else now
@@ -208,6 +218,12 @@ class MemoryBackend:
             for task_id in old:
                 del self._tasks[task_id]
             return len(old)
+
+    def secret(self):
+        with self._lock:
+            if self._secret is None:
+                self._secret = secrets.token_hex(32)
+            return self._secret
 
     def close(self):
         pass

@@ -18,6 +18,7 @@ See ITaskBackend (interfaces.py) for what each method promises.
 
 import json
 import pathlib
+import secrets
 import sqlite3
 import threading
 import time
@@ -48,6 +49,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     finished REAL,
     request TEXT NOT NULL,
     payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (queue, state, eta);
 CREATE INDEX IF NOT EXISTS tasks_token ON tasks (token) WHERE token IS NOT NULL;
@@ -213,6 +218,13 @@ class SQLiteBackend:
                 stored.append(task["id"])
         return stored
 
+    def find(self, queue, dedup):
+        with self._transaction("find a task", immediate=False) as db:
+            row = db.execute(
+                "SELECT id FROM tasks WHERE queue = ? AND dedup = ? AND state "
+                "IN (?, ?, ?) LIMIT 1", (queue, dedup, *_ACTIVE)).fetchone()
+        return None if row is None else row[0]
+
     def confirm(self, token):
         with self._transaction("confirm tasks") as db:
             return db.execute(
@@ -254,6 +266,13 @@ class SQLiteBackend:
             return db.execute(
                 f"UPDATE tasks SET {assignments} WHERE id = ? AND lease_id = ? "
                 f"AND state = 'running'", (*values, task_id, lease_id)).rowcount == 1
+
+    def holds(self, lease):
+        task_id, lease_id = lease
+        with self._transaction("read a lease", immediate=False) as db:
+            return db.execute(
+                "SELECT 1 FROM tasks WHERE id = ? AND lease_id = ? AND state = 'running'",
+                (task_id, lease_id)).fetchone() is not None
 
     def extend(self, lease, lease_seconds, now=None):
         now = time.time() if now is None else now
@@ -332,6 +351,14 @@ class SQLiteBackend:
                 "SELECT MIN(CASE state WHEN 'queued' THEN eta ELSE lease_until END) "
                 "FROM tasks WHERE queue = ? AND state IN ('queued', 'running')",
                 (queue,)).fetchone()[0]
+
+    def secret(self):
+        with self._transaction("keep the secret") as db:
+            # INSERT OR IGNORE under the write lock: the first process's
+            # secret is everyone's.
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)",
+                       (secrets.token_hex(32),))
+            return db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()[0]
 
     # housekeeping
 

@@ -6,6 +6,7 @@ before ``runwsgi`` creates the waitress server.
 """
 
 import logging
+import os
 
 from App.config import getConfiguration
 
@@ -34,20 +35,62 @@ def process_starting(event):
         logger.info("collective.futures raised the soft limit of open files "
                     "(ulimit -n) from %d to %d", before, after)
     runtime.configure(settings)
+    tasks = runtime.configure_tasks(settings, _var_dir())
+    drain = None
     if settings.suspend and server.install():
         from ..server.channel import detached_channels
-        Drain(detached_channels).install()
+        drain = Drain(detached_channels)
+        drain.install()
         mode = ("suspend mode under waitress %s (the worker thread is freed "
                 "while promises run); wait mode under other servers"
                 % server.internals.WAITRESS_VERSION)
     else:
         mode = ("wait mode (promises run concurrently while the worker "
                 "thread waits)")
+    if settings.task_consumer:
+        _start_consuming(settings, tasks, drain)
     _add_control_panel_tab()
     logger.info(
         "collective.futures ready: %s; max_workers=%d timeout=%gs "
         "max_passes=%d", mode, settings.max_workers, settings.timeout,
         settings.max_passes)
+
+
+def _var_dir():
+    config = getConfiguration()
+    return getattr(config, "clienthome", None) or os.path.join(
+        getattr(config, "instancehome", "."), "var")
+
+
+def _start_consuming(settings, tasks, drain):
+    """Consume tasks: at once when ``task_url`` names the address, else
+    once waitress listens (its address is known only then)."""
+    if drain is not None:
+        # SIGTERM: take no new task; a task running then is cut with the
+        # process, and delivered again once its lease expires.
+        drain.on_drain.append(lambda: tasks.stop(timeout=0.0))
+    if settings.task_url:
+        tasks.start_consumer(settings.task_url)
+        return
+    if drain is None:
+        logger.error(
+            "task_consumer is on, but this instance's address is not known "
+            "(not served by collective.futures' waitress glue: suspend off, or "
+            "another server); set task_url; no task is consumed")
+        return
+
+    def serving(addresses):
+        if not addresses:
+            logger.error("task_consumer is on, but waitress listens on no TCP "
+                         "address; set task_url; no task is consumed")
+            return
+        host, port = addresses[0]
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"  # listening everywhere: the loopback is one
+        host = f"[{host}]" if ":" in host else host
+        tasks.start_consumer(f"http://{host}:{port}")
+
+    server.when_serving(serving)
 
 
 def _add_control_panel_tab():

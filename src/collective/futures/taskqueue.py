@@ -1,0 +1,185 @@
+"""Background tasks: ``from collective.futures import taskqueue``.
+
+``taskqueue.add(url, ...)`` queues a request to ``url`` (a path of the
+site: a view, a script) when the current transaction commits; a
+consuming instance publishes it later as it publishes a visitor's
+request (ZODB, security, the site, its virtual hosting). The arguments
+of collective.taskqueue's ``add`` mean what they meant there, so code
+written for it runs unchanged; the keyword-only ones are new.
+
+Runs on: the thread that calls it (a Zope worker, a script).
+"""
+
+import time
+import urllib.parse
+
+from zope.globalrequest import getRequest
+
+from .exceptions import TaskQueueError
+from .runtime import get_tasks
+from .tasks import signature
+from .tasks.model import new_task, target
+
+
+__all__ = ["add", "status"]
+
+_marker = object()
+
+#: Headers of the queuing request a task does not take over: its client's
+#: software, and the task headers of a task that queues another one.
+_NOT_COPIED = frozenset(name.lower() for name in (
+    "User-Agent", *signature.ENVIRON_KEYS))  # header names, not environ keys
+
+
+def add(url=None, method="GET", params=None, headers=None, payload=_marker,
+        queue=_marker, *, delay=None, eta=None, attempts=None, backoff=None,
+        dedup=None):
+    """Queue a request to ``url`` when the current transaction commits;
+    return the task's id (a str).
+
+    ``url``: a path from the root (``/Plone/folder/@@convert``, with a
+    query if wanted); ``params``: a mapping appended to the query;
+    ``method``: GET, POST, PUT, PATCH, DELETE or HEAD; ``headers``: a
+    mapping added to the request's (those of the current request are
+    taken over, but for its cookies, authorization and user agent);
+    ``payload``: the body (default: the current request's); ``queue``:
+    one of ``task_queues`` (default: the first).
+
+    Keyword-only: ``delay`` (seconds) or ``eta`` (seconds since the
+    epoch): not before then; ``attempts``: how many times it may run
+    before it goes to the dead letters (default ``task_attempts``);
+    ``backoff``: seconds before its first retry (default
+    ``task_backoff``), doubling with each further one; ``dedup``: a key;
+    while a task of the same queue with this key waits or runs, the
+    existing task's id is returned and nothing is added.
+
+    A bad argument raises TaskQueueError naming it. If the backend cannot
+    take the task, the transaction fails at its commit
+    (TaskQueueUnavailableError): nothing is half-done.
+    """
+    service = get_tasks()
+    settings = service.settings
+    if url is None:
+        raise TaskQueueError("url: the path of the view or script to request")
+    queue = service.default_queue if queue is _marker else queue
+    if not isinstance(queue, str):
+        raise TaskQueueError(f"queue: a queue's name (str), not {type(queue).__name__}")
+    service.check_queue(queue)
+    if delay is not None and eta is not None:
+        raise TaskQueueError("delay, eta: one or the other")
+    now = time.time()
+    if delay is not None:
+        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
+            raise TaskQueueError(f"delay: {delay!r} is not a number of seconds")
+        eta = now + delay
+    request = getRequest()
+    path = _virtual_hosted(target(url, params), request)
+    copied = _copied_headers(request, payload is _marker)
+    if headers is not None:
+        if not hasattr(headers, "items"):
+            raise TaskQueueError(f"headers: a mapping, not {type(headers).__name__}")
+        copied.update(headers)
+    if payload is _marker:
+        payload = _body(request)
+    task = new_task(
+        path, queue=queue, method=method, headers=copied, payload=payload,
+        user=_user(), eta=eta, now=now,
+        max_attempts=settings.task_attempts if attempts is None else attempts,
+        backoff=settings.task_backoff if backoff is None else backoff, dedup=dedup)
+    if dedup is not None:
+        # A task with this key that waits or runs: its id, nothing added.
+        # (Two transactions adding the same key at once both get here;
+        # the backend then keeps the first to commit, ITaskBackend.prepare.)
+        existing = service.backend.find(queue, dedup)
+        if existing is not None:
+            return existing
+    service.queue(task)
+    return task["id"]
+
+
+def status(task_id):
+    """What is known of the task ``task_id``: a mapping with ``state``
+    (``queued``, ``running``, ``done``, ``dead``; ``prepared`` while the
+    transaction that queued it commits), ``attempts``, ``max_attempts``,
+    ``last_error``, ``created``, ``eta``, ``finished``, ``queue``,
+    ``method`` and ``path``; or None (unknown, or finished longer ago
+    than ``task_keep_done``)."""
+    if not isinstance(task_id, str):
+        raise TaskQueueError(f"task_id: a str, not {type(task_id).__name__}")
+    stored = get_tasks().backend.status(task_id)
+    if stored is None:
+        return None
+    return {name: stored[name] for name in (
+        "id", "queue", "method", "path", "state", "attempts", "max_attempts",
+        "last_error", "created", "eta", "finished")}
+
+
+def _copied_headers(request, with_content):
+    """The current request's headers a task takes over (as
+    collective.taskqueue did: the task's request looks like the one that
+    queued it), without those that say who it is (tasks/model.py), its
+    user agent, and the task headers of a task that queues another."""
+    copied = {}
+    environ = getattr(request, "_orig_env", None) or getattr(request, "environ", None) or {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            name = "-".join(part.capitalize() for part in key[5:].split("_"))
+        elif key == "CONTENT_TYPE" and with_content:
+            name = "Content-Type"
+        else:
+            continue
+        if name.lower() not in _NOT_COPIED and isinstance(value, str) and value:
+            copied[name] = value
+    return copied
+
+
+def _body(request):
+    """The current request's body (as collective.taskqueue took it)."""
+    stdin = getattr(request, "stdin", None)
+    if stdin is None or not hasattr(stdin, "seek"):
+        return b""
+    try:
+        position = stdin.tell()
+        stdin.seek(0)
+        body = stdin.read()
+        stdin.seek(position)
+    except (OSError, ValueError):
+        return b""
+    return body if isinstance(body, bytes) else b""
+
+
+def _user():
+    """The current user, as a task records it (None: anonymous)."""
+    from AccessControl.SecurityManagement import getSecurityManager
+    from Acquisition import aq_inner, aq_parent
+    user = getSecurityManager().getUser()
+    user_id = user.getId() if user is not None else None
+    if not user_id:
+        return None
+    folder = aq_parent(aq_inner(user))
+    path = "/".join(folder.getPhysicalPath()) if hasattr(folder, "getPhysicalPath") else ""
+    return {"id": user_id, "folder": path}
+
+
+def _virtual_hosted(path, request):
+    """``path`` (physical) as the queuing request's virtual host sees it:
+    wrapped for the VirtualHostMonster (``/VirtualHostBase/...``), so that
+    the task's URLs (``absolute_url``, links in an email) are the public
+    ones. Outside a request, or outside the virtual root, as given."""
+    if request is None or path.startswith("/VirtualHostBase/"):
+        return path
+    server = urllib.parse.urlsplit(request.get("SERVER_URL") or "")
+    if server.scheme not in ("http", "https") or not server.hostname:
+        return path
+    port = server.port or (443 if server.scheme == "https" else 80)
+    vroot = request.get("VirtualRootPhysicalPath") or ("",)
+    root = "/".join(vroot)  # "" for the application root
+    bare, _, query = path.partition("?")
+    if root and not (bare == root or bare.startswith(root + "/")):
+        return path
+    rest = bare[len(root):]
+    virtual = "".join(f"/_vh_{urllib.parse.quote(part, safe='')}"
+                      for part in (getattr(request, "_script", None) or ()))
+    wrapped = (f"/VirtualHostBase/{server.scheme}/{server.hostname}:{port}{root}"
+               f"/VirtualHostRoot{virtual}{rest or '/'}")
+    return f"{wrapped}?{query}" if query else wrapped

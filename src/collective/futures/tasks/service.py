@@ -1,0 +1,141 @@
+"""The process's background tasks: the configured backend, the queues, the
+secret, and (in an instance that consumes) the consumer and its
+housekeeping.
+
+Runs on: the thread that queues a task (``queue``), the main thread at
+startup and shutdown (``start_consumer``, ``stop``), and its own thread,
+``collective.futures-task-housekeeping``, which every minute turns tasks
+left in doubt into dead letters (``ITaskBackend.recover``) and forgets
+tasks finished longer ago than ``task_keep_done`` (``purge``).
+"""
+
+import logging
+import pathlib
+import threading
+
+from ..exceptions import TaskQueueError
+from .binding import bind
+from .consumer import Consumer
+from .sqlite import SQLiteBackend
+
+
+logger = logging.getLogger("collective.futures.tasks")
+
+#: Seconds between two rounds of housekeeping.
+HOUSEKEEPING_INTERVAL = 60.0
+
+
+def backend_path(url, var_dir):
+    """The file of a ``sqlite:PATH`` setting (relative: in ``var_dir``)."""
+    path = pathlib.Path(url.partition(":")[2].strip()).expanduser()
+    return path if path.is_absolute() else pathlib.Path(var_dir) / path
+
+
+class TaskService:
+    """See the module's docstring. ``settings``: the validated Settings;
+    ``var_dir``: where a relative SQLite path lives."""
+
+    def __init__(self, settings, var_dir):
+        self.settings = settings
+        self.queues = tuple(settings.task_queues.split())
+        self.default_queue = self.queues[0]
+        self.path = backend_path(settings.task_backend, var_dir)
+        self.consumer = None
+        self._lock = threading.Lock()
+        self._backend = None
+        self._secret = settings.task_secret or None
+        self._stopped = threading.Event()
+        self._housekeeping = None
+        #: (queue, outcome) -> count, and the run times, of the tasks this
+        #: instance ran.
+        self.outcomes = {}
+
+    @property
+    def backend(self):
+        """The backend, opened on first use (a bad path fails the first
+        task's commit, or the consumer's start, naming the file)."""
+        with self._lock:
+            if self._backend is None:
+                self._backend = SQLiteBackend(self.path)
+            return self._backend
+
+    @property
+    def secret(self):
+        with self._lock:
+            secret = self._secret
+        if secret is None:
+            secret = self.backend.secret()
+            with self._lock:
+                self._secret = secret
+        return secret
+
+    def check_queue(self, queue):
+        if queue not in self.queues:
+            raise TaskQueueError(
+                f"queue: {queue!r} is not a configured queue (task_queues: "
+                f"{' '.join(self.queues)})")
+        return queue
+
+    def queue(self, task, transaction_manager=None):
+        """Bind ``task`` to the current transaction: queued if it commits."""
+        self.check_queue(task["queue"])
+        return bind(self.backend, task, transaction_manager, on_confirmed=self._wake)
+
+    def _wake(self):
+        consumer = self.consumer
+        if consumer is not None:
+            consumer.wake()
+
+    # consuming
+
+    def start_consumer(self, base_url):
+        """Run tasks, sending their requests to ``base_url``."""
+        settings = self.settings
+        self.consumer = Consumer(
+            self.backend, self.queues, base_url, self.secret,
+            concurrency=settings.task_concurrency, lease_seconds=settings.task_lease,
+            request_timeout=settings.task_timeout, poll_interval=settings.task_poll,
+            name=f"{base_url} ({threading.get_native_id()})",
+            on_settled=self._settled).start()
+        self._housekeeping = threading.Thread(
+            target=self._keep_house, name="collective.futures-task-housekeeping",
+            daemon=True)
+        self._housekeeping.start()
+        logger.info("consuming background tasks of %s from %s: %d at once, "
+                    "requests to %s", ", ".join(self.queues), self.path,
+                    settings.task_concurrency, base_url)
+        return self.consumer
+
+    def _settled(self, task, outcome, seconds):
+        key = (task["queue"], outcome)
+        with self._lock:
+            self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+    def _keep_house(self):
+        # Why wait here: a minute between rounds; stop ends the wait.
+        while not self._stopped.wait(HOUSEKEEPING_INTERVAL):
+            try:
+                backend = self.backend
+                # Prepared tasks older than two leases (and ten minutes):
+                # their process died between vote and finish.
+                buried = backend.recover(max(600.0, 2 * self.settings.task_lease))
+                if buried:
+                    logger.error("%d background task(s) in doubt (queued by a "
+                                 "transaction whose outcome is not known) moved "
+                                 "to the dead letters", buried)
+                backend.purge(self.settings.task_keep_done)
+            except Exception:
+                logger.exception("background tasks: housekeeping failed")
+
+    def stop(self, timeout=10.0):
+        """Stop consuming (the running tasks get ``timeout`` seconds; the
+        others keep their lease until it expires, then run elsewhere or
+        after the restart). Idempotent."""
+        self._stopped.set()
+        consumer = self.consumer
+        ended = consumer.stop(timeout) if consumer is not None else True
+        with self._lock:
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+        return ended

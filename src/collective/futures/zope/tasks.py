@@ -1,0 +1,133 @@
+"""ZPublisher glue of background tasks: a task's request is recognised,
+checked, and its work recorded.
+
+Runs on: the Zope worker thread publishing a request.
+
+* ``IPubStart`` (``task_started``): a request that carries task headers
+  must carry a valid signature (tasks/signature.py) for its method and
+  path, and the lease it names must be the task's current one; anything
+  else is refused with a 403 and logged: a visitor cannot pass for a
+  task. A valid one is marked on the request (``TASK_ATTRIBUTE``).
+  If the task's id is already recorded in the ZODB (its work committed
+  by an earlier delivery, whose acknowledgement was lost with its
+  instance), the request publishes ``@@futures-task-done`` instead of the
+  task's path: nothing runs twice, and the consumer acknowledges it.
+* ``IPubBeforeCommit`` (``task_before_commit``): a delivery whose lease
+  is no longer the task's current one (its consumer gave up on it and
+  the task was leased again) fails, its work aborted: only the current
+  delivery commits. Then the task's id is
+  recorded in the ZODB (``DONE_KEY`` in the root), in the same
+  transaction as the task's work: both commit, or neither (a
+  ConflictError retries both), unless the response is an error (400 or
+  more), which the consumer retries. That is what makes a task's effect
+  on the ZODB happen once although its delivery is at least once.
+"""
+
+import logging
+import time
+
+from zExceptions import Forbidden
+from zope.publisher.browser import BrowserView
+
+from ..core.printable import printable
+from ..exceptions import TaskLeaseLostError
+from ..runtime import get_tasks
+from ..tasks import signature
+
+
+logger = logging.getLogger("collective.futures.tasks")
+
+#: Where a verified task request keeps (task id, lease id, user id).
+TASK_ATTRIBUTE = "_collective_futures_task"
+#: The ZODB root's key of the record of done tasks (an OOBTree: task id ->
+#: the time its work committed).
+DONE_KEY = "collective.futures.tasks.done"
+#: What a task whose work is recorded publishes instead of its path.
+DONE_VIEW = "/@@futures-task-done"
+
+
+def task_of(request):
+    """(task id, lease id, user id) of a verified task request, or None."""
+    return getattr(request, TASK_ATTRIBUTE, None)
+
+
+def task_started(event):
+    request = event.request
+    environ = request.environ
+    if not any(key in environ for key in signature.ENVIRON_KEYS.values()):
+        return
+    # A retry (ConflictError) or a later pass of the same request: done.
+    if task_of(request) is not None:
+        return
+    service = get_tasks()
+    try:
+        verified = signature.verify(service.secret, environ)
+        # A signature captured earlier (a replay) names a lease that is
+        # over: only the current delivery's request passes.
+        if not service.backend.holds(verified[:2]):
+            raise signature.InvalidSignature("its lease is not the task's current one")
+    except signature.InvalidSignature as exc:
+        logger.warning(
+            "refused a request claiming to be a task's: %s (%s %s from %s)",
+            exc, printable(environ.get("REQUEST_METHOD")),
+            printable(environ.get("PATH_INFO")), printable(environ.get("REMOTE_ADDR")))
+        raise Forbidden("not a valid task request") from None
+    setattr(request, TASK_ATTRIBUTE, verified)
+    if _recorded(verified[0]):
+        logger.info("task %s was already done (its work committed by an earlier "
+                    "delivery): acknowledged without running again", verified[0])
+        # Why rewrite the path: IPubStart comes before traversal, and this
+        # is the one way to publish something else (the task must not run).
+        environ["PATH_INFO"] = DONE_VIEW
+        environ["QUERY_STRING"] = ""
+        request.other.pop("PATH_INFO", None)
+
+
+def _recorded(task_id):
+    import Zope2
+    connection = Zope2.DB.open()
+    try:
+        done = connection.root().get(DONE_KEY)
+        return done is not None and task_id in done
+    finally:
+        connection.close()
+
+
+def task_before_commit(event):
+    request = event.request
+    task = task_of(request)
+    if task is None or request.environ.get("PATH_INFO") == DONE_VIEW:
+        return
+    if request.response.getStatus() >= 400:
+        # The consumer takes an error status for a failure and retries:
+        # the task is not done, whatever the view let commit.
+        return
+    # The fence: only the task's current delivery may commit. An older one
+    # (its consumer gave up on it, or vanished, and the task was leased
+    # again) still running here would commit the work a second time.
+    if not get_tasks().backend.holds(task[:2]):
+        logger.warning("task %s: this delivery lost its lease before it "
+                       "committed; its work is aborted (the current delivery "
+                       "does it)", task[0])
+        raise TaskLeaseLostError(
+            f"task {task[0]}: this delivery lost its lease before it committed")
+    parents = request.get("PARENTS") or ()
+    jar = getattr(parents[-1], "_p_jar", None) if parents else None
+    if jar is None:
+        return
+    from BTrees.OOBTree import OOBTree
+    root = jar.root()
+    done = root.get(DONE_KEY)
+    if done is None:
+        done = root[DONE_KEY] = OOBTree()
+    done[task[0]] = time.time()
+
+
+class TaskDone(BrowserView):
+    """What a task whose work is already recorded publishes."""
+
+    def __call__(self):
+        if task_of(self.request) is None:
+            raise Forbidden("only for task requests")
+        self.request.response.setHeader("Content-Type", "text/plain; charset=utf-8")
+        return "already done\n"

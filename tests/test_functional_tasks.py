@@ -1,0 +1,261 @@
+"""Background tasks on a real Zope instance served by real waitress, over
+HTTP, consuming its own SQLite queue: a committed transaction's task runs
+once, an aborted one's never; a 404 fails once; failures are retried; a
+request forged from outside is refused; a task whose work committed is
+not run again; a task cut by SIGKILL runs again after the restart."""
+
+import json
+import signal
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import wait_for
+from deployment import zeo  # noqa: F401 (a fixture)
+from zopeinstance import ZopeInstance
+
+
+pytestmark = pytest.mark.functional
+
+CONFIG = {"task_consumer": "on", "task_poll": "0.1", "task_backoff": "0.05",
+          "task_lease": "2", "task_timeout": "20"}
+
+
+@pytest.fixture(scope="module")
+def zope(tmp_path_factory):
+    instance = ZopeInstance(tmp_path_factory.mktemp("tasks"), threads=3,
+                            product_config=CONFIG).create()
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+#: What @@queue-task passes on to taskqueue.add; the rest is the job's.
+ADD_ARGUMENTS = ("delay", "dedup", "attempts", "backoff", "queue", "method", "fail")
+
+
+def queue(zope, token, path="/@@task-job", **params):
+    """Queue a task to ``path`` (its query: the job's ``params``) through
+    @@queue-task, which passes the ADD_ARGUMENTS on; the task's id."""
+    job = {k: v for k, v in params.items() if k not in ADD_ARGUMENTS}
+    if job:
+        path += "?" + urllib.parse.urlencode(job)
+    add = {k: v for k, v in params.items() if k in ADD_ARGUMENTS}
+    query = urllib.parse.urlencode({"path": path, "token": token, **add})
+    status, body = zope.get(f"/@@queue-task?{query}")
+    assert status == 200, body
+    return body
+
+
+def status(zope, task_id):
+    code, body = zope.get(f"/@@task-status?id={task_id}")
+    assert code == 200, body
+    return json.loads(body)
+
+
+def settled(zope, task_id, state, timeout=20):
+    return wait_for(lambda: (status(zope, task_id) or {}).get("state") == state
+                    and status(zope, task_id), timeout=timeout, interval=0.05,
+                    message=f"task {task_id} {state}")
+
+
+def runs(zope):
+    return json.loads(zope.get("/@@task-runs")[1])
+
+
+def counter(zope, name):
+    return zope.counters().get(name, 0)
+
+
+def test_a_committed_transactions_task_runs_once(zope):
+    task_id = queue(zope, "once")
+    done = settled(zope, task_id, "done")
+    assert done["attempts"] == 1 and done["last_error"] is None
+    assert runs(zope)["once"] == 1
+    assert counter(zope, "task.once.started") == 1
+    assert "consuming background tasks of default" in zope.log()
+
+
+def test_the_manuals_example_queues_and_runs_its_task(zope):
+    # docs/tasks.rst, snippet taskqueue-example, as written (the test
+    # app's views run it): the view answers at once, the task converts.
+    code, body = zope.get("/@@start-conversion")
+    assert code == 200 and body.startswith("queued ")
+    done = settled(zope, body.split()[1], "done")
+    assert done["path"].endswith("/@@convert-document?format=pdf")
+    assert zope.get("/@@app-attribute?name=converted_to") == (200, "'pdf'")
+
+
+def test_an_aborted_transactions_task_never_runs(zope):
+    status_code, _ = zope.get("/@@queue-task?path=/@@task-job&token=aborted&fail=1")
+    assert status_code == 500
+    # The control: a task queued after it, by a committed transaction,
+    # runs; by then the aborted one would have run too (one queue, in
+    # order of their eta).
+    settled(zope, queue(zope, "after-aborted"), "done")
+    assert "aborted" not in runs(zope)
+    assert counter(zope, "task.aborted.started") == 0
+
+
+def test_a_task_whose_path_is_not_found_fails_once(zope):
+    task_id = queue(zope, "missing", path="/no-such-view")
+    dead = settled(zope, task_id, "dead")
+    assert dead["attempts"] == 1 and dead["last_error"].startswith("HTTP 404")
+
+
+def test_a_failing_task_is_retried_then_succeeds(zope):
+    task_id = queue(zope, "flaky", fail_first=2)
+    done = settled(zope, task_id, "done")
+    assert done["attempts"] == 3
+    assert runs(zope)["flaky"] == 1
+
+
+def test_a_task_that_keeps_failing_goes_to_the_dead_letters(zope):
+    task_id = queue(zope, "hopeless", fail_first=99, attempts=2)
+    dead = settled(zope, task_id, "dead")
+    assert dead["attempts"] == 2 and "attempt 2 of 2" in dead["last_error"]
+    assert "hopeless" not in runs(zope)
+
+
+def test_a_delayed_task_waits(zope):
+    start = time.monotonic()
+    task_id = queue(zope, "later", delay=1.5)
+    assert status(zope, task_id)["state"] == "queued"
+    settled(zope, task_id, "done")
+    assert time.monotonic() - start >= 1.4
+
+
+def test_a_dedup_key_returns_the_waiting_task(zope):
+    first = queue(zope, "dedup-1", delay=2, dedup="nightly")
+    second = queue(zope, "dedup-2", delay=2, dedup="nightly")
+    assert second == first
+    settled(zope, first, "done")
+    assert "dedup-2" not in runs(zope) and runs(zope)["dedup-1"] == 1
+
+
+def test_a_task_takes_the_queuing_requests_virtual_host_and_language(zope):
+    code, task_id = zope.get(
+        "/VirtualHostBase/https/www.example.org:443/VirtualHostRoot/@@queue-task"
+        "?path=/@@task-job&token=vhost", headers={"Accept-Language": "fi"})
+    assert code == 200
+    settled(zope, task_id, "done")
+    (info,) = [json.loads(name.partition(":")[2]) for name in zope.counters()
+               if name.startswith("task.vhost.info:")]
+    assert info["url"] == "https://www.example.org/@@task-job"
+    assert info["accept_language"] == "fi"
+
+
+def test_a_forged_task_request_is_refused(zope):
+    forged = {"X-Task-Id": "0" * 32, "X-Futures-Task-Lease": "l",
+              "X-Futures-Task-Expires": str(int(time.time()) + 60),
+              "X-Futures-Task-Signature": "ab" * 32, "X-Futures-Task-User": "admin"}
+    code, _ = zope.get("/@@task-job?token=forged", headers=forged)
+    assert code == 403
+    # A header alone is refused too, not ignored.
+    assert zope.get("/@@task-job?token=forged", headers={"X-Task-Id": "x"})[0] == 403
+    assert counter(zope, "task.forged.started") == 0
+    assert "refused a request claiming to be a task's" in zope.log()
+    # The done view is for task requests only.
+    assert zope.get("/@@futures-task-done")[0] == 403
+    # The control: the same view, without task headers, runs.
+    assert zope.get("/@@task-job?token=plain") == (200, "done")
+
+
+def test_a_delivery_that_lost_its_lease_does_not_commit(make_zope):
+    # The first delivery outlasts task_timeout: the consumer gives up on
+    # it and delivers the task again (the second run is quick, and
+    # commits); when the first one reaches its commit, its lease is no
+    # longer the task's: its work is aborted, with a warning. (Without
+    # that fence its write of the task's record would conflict with the
+    # second delivery's, and Zope's retry of it be refused for its lost
+    # lease: the effect would still be once, the reason less clear.)
+    zope = make_zope(threads=3, product_config={**CONFIG, "task_timeout": "1"})
+    task_id = queue(zope, "fenced", sleep_once=3)
+    done = settled(zope, task_id, "done", timeout=30)
+    assert done["attempts"] == 2
+    # The first delivery reaches its end (its view returns), then its
+    # commit, fenced off.
+    wait_for(lambda: counter(zope, "task.fenced.committed") == 2, timeout=10,
+             message="the first delivery's view over")
+    fenced = "this delivery lost its lease before it committed"
+    wait_for(lambda: fenced in zope.log() or runs(zope)["fenced"] > 1, timeout=10,
+             message="the first delivery's commit")
+    assert runs(zope)["fenced"] == 1
+    assert fenced in zope.log()
+    assert counter(zope, "task.fenced.started") == 2
+
+
+@pytest.fixture
+def instances(tmp_path, zeo):
+    """``instances(name, **config)``: Zope instances on one ZEO database
+    and one SQLite task queue, as on one machine; stopped at the end."""
+    made = []
+
+    def make(name, **config):
+        product_config = {**CONFIG, "task_backend": f"sqlite:{tmp_path / 'tasks.db'}",
+                          **config}
+        instance = ZopeInstance(tmp_path / name, threads=3, product_config=product_config,
+                                zeo_address=zeo.address).create()
+        made.append(instance)
+        return instance.start()
+
+    yield make
+    for instance in made:
+        if instance.process is not None and instance.process.poll() is None:
+            instance.process.send_signal(signal.SIGCONT)
+        instance.stop()
+
+
+def test_a_task_whose_work_committed_is_not_run_again(instances):
+    # The consumer (a) sends the task to b, which runs it and commits; a is
+    # frozen before it acknowledges (as if it had died just then). Once
+    # the lease expires, c delivers the task again: it finds the work
+    # recorded with b's commit, and acknowledges it without running it.
+    b = instances("b", task_consumer="off")
+    a = instances("a", task_url=f"http://127.0.0.1:{b.port}")
+    task_id = queue(b, "committed-once", sleep=1)
+    wait_for(lambda: counter(b, "task.committed-once.started") == 1, timeout=20,
+             message="b running the task for a")
+    a.process.send_signal(signal.SIGSTOP)
+    wait_for(lambda: counter(b, "task.committed-once.committed") == 1, timeout=20,
+             message="b committing the task's work")
+    assert status(b, task_id)["state"] == "running"  # a never acknowledged
+    c = instances("c")
+    done = settled(c, task_id, "done", timeout=30)
+    assert done["attempts"] == 2
+    assert runs(c)["committed-once"] == 1
+    assert counter(c, "task.committed-once.started") == 0
+    assert "was already done" in c.log()
+    a.process.send_signal(signal.SIGCONT)
+
+
+def test_instances_sharing_a_queue_run_each_task_once(instances):
+    first = instances("first")
+    second = instances("second")
+    tokens = [f"shared-{n}" for n in range(16)]
+    ids = [queue(first, token, sleep=0.2) for token in tokens]
+    for task_id in ids:
+        settled(first, task_id, "done", timeout=60)
+    assert runs(first) == {**runs(first), **dict.fromkeys(tokens, 1)}
+    # One request per task (a ConflictError between the two instances'
+    # writes is retried within it, as Zope retries any request), and both
+    # instances took some.
+    ran = [instance.access_log().count("task-job?sleep=0.2&token=shared-")
+           for instance in (first, second)]
+    assert sum(ran) == len(tokens) and all(ran), ran
+
+
+def test_a_task_cut_by_sigkill_runs_again_after_the_restart(make_zope):
+    zope = make_zope(threads=3, product_config=CONFIG)
+    task_id = queue(zope, "killed", sleep_once=60)
+    wait_for(lambda: counter(zope, "task.killed.started") == 1, timeout=20,
+             message="the task running")
+    zope.stop(sig=signal.SIGKILL)
+    # The same database and queue: the task still waits, leased to the
+    # dead process; once its lease (2 s) has expired, the restarted
+    # instance runs it again, to the end this time (it sleeps once only).
+    zope.start()
+    done = settled(zope, task_id, "done", timeout=30)
+    assert done["attempts"] == 2
+    assert runs(zope)["killed"] == 1  # the first run committed nothing
