@@ -162,6 +162,40 @@ def test_a_forged_task_request_is_refused(zope):
     assert zope.get("/@@task-job?token=plain") == (200, "done")
 
 
+def test_a_signed_request_must_be_the_request_of_the_task_it_names(zope):
+    # Whoever holds the secret and a current lease (a reader of the queue's
+    # file) still cannot publish another path: the request must be the
+    # one the queue stored. A task the consumer will not take for a
+    # minute, leased here.
+    from collective.futures.tasks import signature
+    from collective.futures.tasks.sqlite import SQLiteBackend
+    task_id = queue(zope, "held", delay=60)
+    backend = SQLiteBackend(zope.home / "var/tasks.db")
+    try:
+        secret = backend.secret()
+        ((lease, task),) = backend.lease("default", "test", 1, 60, now=time.time() + 61)
+        assert lease[0] == task_id
+
+        def signed(path):
+            forged = dict(task, path=path)
+            return signature.headers(secret, forged, lease[1], time.time() + 60)
+
+        other = "/@@task-job?token=evil"
+        assert zope.get(other, headers=signed(other))[0] == 403
+        assert counter(zope, "task.evil.started") == 0
+        # The control: the task's own request, so signed, runs.
+        assert zope.get(task["path"], headers=signed(task["path"])) == (200, "done")
+        assert counter(zope, "task.held.started") == 1
+    finally:
+        backend.close()
+    assert "not the request of the task it names" in zope.log()
+
+
+def test_an_empty_task_header_is_refused_not_an_error(zope):
+    assert zope.get("/@@task-job?token=empty", headers={"X-Task-Id": ""})[0] == 403
+    assert counter(zope, "task.empty.started") == 0
+
+
 def test_a_delivery_that_lost_its_lease_does_not_commit(make_zope):
     # The first delivery outlasts task_timeout: the consumer gives up on
     # it and delivers the task again (the second run is quick, and

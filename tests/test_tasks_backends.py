@@ -544,3 +544,15 @@ def test_sqlite_every_opener_of_the_file_gets_the_same_secret(tmp_path):
     finally:
         first.close()
         second.close()
+
+
+def test_sqlite_the_file_is_readable_by_its_owner_only(tmp_path):
+    # It holds the secret that signs task requests, and the leases.
+    from collective.futures.tasks.sqlite import SQLiteBackend
+    backend = SQLiteBackend(tmp_path / "private.db")
+    try:
+        backend.prepare([task()], "t")  # the WAL file exists now
+        for name in ("private.db", "private.db-wal", "private.db-shm"):
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        backend.close()

@@ -162,6 +162,23 @@ def test_a_savepoint_rolled_back_forgets_the_tasks_bound_since(backend, manager,
     assert backend.status(dropped["id"]) is None
 
 
+def test_tasks_bound_after_rolling_back_a_savepoint_older_than_the_binding_are_queued(
+        backend, manager):
+    # A savepoint taken before the first task: rolling back to it drops
+    # the binding from the transaction (the transaction package aborts
+    # it); the next task must join it again.
+    manager.begin()
+    savepoint = manager.savepoint()
+    dropped = job("dropped")
+    bind(backend, dropped, manager)
+    savepoint.rollback()
+    kept = job("kept")
+    bind(backend, kept, manager)
+    manager.commit()
+    assert backend.status(dropped["id"]) is None
+    assert backend.status(kept["id"])["state"] == "queued"
+
+
 class UnconfirmedBackend(MemoryBackend):
     """The memory backend whose confirm always fails (a file that stays
     locked after the vote)."""

@@ -143,7 +143,7 @@ def test_a_task_is_requested_once_signed_and_acknowledged(backend, site, consume
     assert (request["method"], request["path"], request["body"]) == (
         "POST", "/Plone/f%C3%B6lder/@@job?n=1", b"\x00data")
     assert request["headers"]["X-Kind"] == "pdf"
-    assert request["verified"][0] == task["id"] and request["verified"][2] == "jane"
+    assert request["verified"][0] == task["id"] and request["verified"][2] == ("", "jane")
     assert outcomes == ["done"]
 
 
@@ -241,3 +241,28 @@ def test_wake_starts_a_task_without_waiting_for_the_poll(backend, site, consumer
 def test_a_bad_base_url_is_refused(backend):
     with pytest.raises(ValueError, match="base_url"):
         Consumer(backend, ["default"], "https://127.0.0.1:8080", SECRET)
+
+
+class BrokenLease(SQLiteBackend):
+    """A backend whose lease fails (a row it cannot read) while its reads
+    work: next_eta says a task is due."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.calls = 0
+
+    def lease(self, *args, **kw):
+        self.calls += 1
+        raise ValueError("a row that cannot be read")
+
+
+def test_a_backend_that_cannot_lease_is_asked_once_a_poll_not_in_a_loop(tmp_path, site):
+    backend = BrokenLease(tmp_path / "broken.db")
+    queue(backend, "/due")  # next_eta: now, a past time from then on
+    consumer = Consumer(backend, ["default"], site.url, SECRET, poll_interval=0.5).start()
+    try:
+        time.sleep(1.2)
+    finally:
+        assert consumer.stop(10)
+        backend.close()
+    assert 1 <= backend.calls <= 4  # about one per poll, not hundreds

@@ -89,3 +89,17 @@ def test_the_retry_delay_grows_exponentially_with_full_jitter():
     assert ceilings == [2.0, 4.0, 8.0, 16.0, 60.0]
     task["attempts"] = 3
     assert retry_delay(task, rng=lambda: 0.25) == 2.0
+
+
+def test_characters_a_url_path_cannot_carry_are_encoded():
+    # Valid Zope ids: a '#', a space, a letter outside ASCII.
+    assert target("/site/report#1/@@convert") == "/site/report%231/@@convert"
+    assert target("/site/my doc/@@x?a=1") == "/site/my%20doc/@@x?a=1"
+    assert target("/site/földer/@@x") == "/site/f%C3%B6lder/@@x"
+    # Already encoded: kept as given.
+    assert target("/site/my%20doc/@@x") == "/site/my%20doc/@@x"
+
+
+def test_a_header_value_that_http_cannot_carry_is_refused():
+    with pytest.raises(TaskQueueError, match="^headers: 'X-Name': an HTTP header value is latin-1"):
+        new_task("/x", queue="q", headers={"X-Name": "Jänë ☃"})

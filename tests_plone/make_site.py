@@ -31,5 +31,9 @@ registry["plone.caching.interfaces.ICacheSettings.enabled"] = True
 
 site.portal_registration.addMember("jane", "jane-Secret-1", properties={
     "username": "jane", "email": "jane@example.org", "fullname": "Jane"})
+# A folder where jane may add content (test_plone_tasks.py).
+site.invokeFactory("Folder", "work", title="Work")
+site.work.manage_setLocalRoles("jane", ["Contributor", "Editor", "Reader"])
+site.work.reindexObjectSecurity()
 transaction.commit()
 print("SITE READY")

@@ -162,7 +162,10 @@ def test_the_add_on_uninstalls_and_installs_again(plone):
     assert json.loads(body) == {
         "installed": True, "uninstall_profile": True, "uninstalled": True,
         "installed_after_uninstall": False, "record_after_uninstall": False,
-        "reinstalled": True, "record_after_reinstall": True}
+        "reinstalled": True, "record_after_reinstall": True,
+        # The background tasks' PAS plugin goes and comes back with it.
+        "plugin": True, "plugin_after_uninstall": False,
+        "plugin_after_reinstall": True}
     # The news view still works with the record back (empty: no URL set).
     assert get(plone, "/Plone/@@futures-news")[0] == 200
 

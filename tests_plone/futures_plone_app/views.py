@@ -124,11 +124,16 @@ class Uninstall(BrowserView):
         record = "collective.futures.news_feed_url"
         report = {"installed": installer.is_product_installed(product),
                   "uninstall_profile": bool(installer.get_uninstall_profile(product))}
+        plugin = "collective_futures_tasks"
+        pas = self.context.acl_users
+        report["plugin"] = plugin in pas.objectIds()
         report["uninstalled"] = installer.uninstall_product(product)
         report["installed_after_uninstall"] = installer.is_product_installed(product)
         report["record_after_uninstall"] = record in registry.records
+        report["plugin_after_uninstall"] = plugin in pas.objectIds()
         report["reinstalled"] = installer.install_product(product)
         report["record_after_reinstall"] = record in registry.records
+        report["plugin_after_reinstall"] = plugin in pas.objectIds()
         self.request.response.setHeader("Content-Type", "application/json")
         return json.dumps(report)
 
@@ -247,3 +252,68 @@ class WarmNews(BrowserView):
         view.template()
         self.request.response.setHeader("Content-Type", "text/plain")
         return "warm"
+
+
+# Background tasks (test_plone_tasks.py): a member's task creates content
+# as that member, through plone.protect.
+
+class QueueTask(BrowserView):
+    """Queues the task ``task`` (a view name) on this context, with
+    ``title``/``token``; answers the task's id."""
+
+    def __call__(self):
+        from collective.futures import taskqueue
+        form = self.request.form
+        path = "/".join(self.context.getPhysicalPath()) + "/@@" + form["task"]
+        return taskqueue.add(path, params={"title": form.get("title", ""),
+                                           "token": form.get("token", "")})
+
+
+class TaskState(BrowserView):
+    def __call__(self):
+        import json
+        from collective.futures import taskqueue
+        self.request.response.setHeader("Content-Type", "application/json")
+        return json.dumps(taskqueue.status(self.request.form["id"]))
+
+
+class TaskCreate(BrowserView):
+    """The task: creates a Document here (a write, in a GET: plone.protect
+    wants its CSRF token)."""
+
+    def __call__(self):
+        title = self.request.form["title"]
+        new_id = self.context.invokeFactory("Document", title.lower(), title=title)
+        return new_id
+
+
+class TaskWhoAmI(BrowserView):
+    """The task: records who it runs as (under ``token``)."""
+
+    def __call__(self):
+        site = self.context
+        users = dict(getattr(site, "futures_task_users", {}))
+        users[self.request.form["token"]] = getSecurityManager().getUser().getUserName()
+        site.futures_task_users = users
+        return "ok"
+
+
+class TaskUsers(BrowserView):
+    def __call__(self):
+        import json
+        self.request.response.setHeader("Content-Type", "application/json")
+        return json.dumps(dict(getattr(self.context, "futures_task_users", {})))
+
+
+class DocInfo(BrowserView):
+    def __call__(self):
+        import json
+        name = self.request.form["id"]
+        found = self.context.portal_catalog.unrestrictedSearchResults(
+            getId=name, path="/".join(self.context.getPhysicalPath()))
+        doc = found[0]._unrestrictedGetObject() if found else None
+        self.request.response.setHeader("Content-Type", "application/json")
+        if doc is None:
+            return json.dumps(None)
+        return json.dumps({"creators": list(doc.listCreators()),
+                           "owner": doc.getOwner().getId()})

@@ -316,8 +316,8 @@ OPTIONS = (
     ),
     Option(
         "task_keep_done", _seconds, 604800.0,
-        "Seconds a finished task's status is kept (for ``taskqueue.status`` "
-        "and the exactly-once check): a week.",
+        "Seconds a done task's status is kept (for ``taskqueue.status``): "
+        "a week.",
     ),
     Option(
         "task_secret", _secret, "",

@@ -17,7 +17,6 @@ from zope.globalrequest import getRequest
 
 from .exceptions import TaskQueueError
 from .runtime import get_tasks
-from .tasks import signature
 from .tasks.model import new_task, target
 
 
@@ -25,10 +24,12 @@ __all__ = ["add", "status"]
 
 _marker = object()
 
-#: Headers of the queuing request a task does not take over: its client's
-#: software, and the task headers of a task that queues another one.
-_NOT_COPIED = frozenset(name.lower() for name in (
-    "User-Agent", *signature.ENVIRON_KEYS))  # header names, not environ keys
+#: The queuing request's headers a task takes over: what says how to
+#: answer (its language, the formats it accepts). Not the others: they
+#: may say who the request is (cookies, Authorization, a front proxy's
+#: X-Remote-User), ask for a part of an answer (Range, If-None-Match) or
+#: be a task's own (a task that queues another).
+COPIED_HEADERS = ("Accept", "Accept-Language")
 
 
 def add(url=None, method="GET", params=None, headers=None, payload=_marker,
@@ -40,8 +41,8 @@ def add(url=None, method="GET", params=None, headers=None, payload=_marker,
     ``url``: a path from the root (``/Plone/folder/@@convert``, with a
     query if wanted); ``params``: a mapping appended to the query;
     ``method``: GET, POST, PUT, PATCH, DELETE or HEAD; ``headers``: a
-    mapping added to the request's (those of the current request are
-    taken over, but for its cookies, authorization and user agent);
+    mapping added to the request's (of the current request's, only
+    COPIED_HEADERS are taken over);
     ``payload``: the body (default: the current request's); ``queue``:
     one of ``task_queues`` (default: the first).
 
@@ -115,20 +116,14 @@ def status(task_id):
 
 
 def _copied_headers(request, with_content):
-    """The current request's headers a task takes over (as
-    collective.taskqueue did: the task's request looks like the one that
-    queued it), without those that say who it is (tasks/model.py), its
-    user agent, and the task headers of a task that queues another."""
+    """The current request's headers a task takes over (COPIED_HEADERS,
+    and its Content-Type with its body)."""
     copied = {}
     environ = getattr(request, "_orig_env", None) or getattr(request, "environ", None) or {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            name = "-".join(part.capitalize() for part in key[5:].split("_"))
-        elif key == "CONTENT_TYPE" and with_content:
-            name = "Content-Type"
-        else:
-            continue
-        if name.lower() not in _NOT_COPIED and isinstance(value, str) and value:
+    for name in COPIED_HEADERS + (("Content-Type",) if with_content else ()):
+        key = name.upper().replace("-", "_")
+        value = environ.get(key if key == "CONTENT_TYPE" else "HTTP_" + key)
+        if isinstance(value, str) and value:
             copied[name] = value
     return copied
 
@@ -169,9 +164,13 @@ def _virtual_hosted(path, request):
     if request is None or path.startswith("/VirtualHostBase/"):
         return path
     server = urllib.parse.urlsplit(request.get("SERVER_URL") or "")
+    try:
+        port = server.port or (443 if server.scheme == "https" else 80)
+    except ValueError:  # a Host header with a port that is no port
+        return path
     if server.scheme not in ("http", "https") or not server.hostname:
         return path
-    port = server.port or (443 if server.scheme == "https" else 80)
+    host = f"[{server.hostname}]" if ":" in server.hostname else server.hostname
     vroot = request.get("VirtualRootPhysicalPath") or ("",)
     root = "/".join(vroot)  # "" for the application root
     bare, _, query = path.partition("?")
@@ -180,6 +179,6 @@ def _virtual_hosted(path, request):
     rest = bare[len(root):]
     virtual = "".join(f"/_vh_{urllib.parse.quote(part, safe='')}"
                       for part in (getattr(request, "_script", None) or ()))
-    wrapped = (f"/VirtualHostBase/{server.scheme}/{server.hostname}:{port}{root}"
+    wrapped = (f"/VirtualHostBase/{server.scheme}/{host}:{port}{root}"
                f"/VirtualHostRoot{virtual}{rest or '/'}")
     return f"{wrapped}?{query}" if query else wrapped

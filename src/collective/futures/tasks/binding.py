@@ -65,7 +65,12 @@ def bind(backend, task, transaction_manager=None, on_confirmed=None):
     data_manager = bindings.get(id(backend))
     if data_manager is None:
         data_manager = bindings[id(backend)] = Binding(backend, manager, on_confirmed)
+    if not data_manager.joined:
+        # New, or unjoined by the rollback of a savepoint taken before it
+        # joined (the transaction package aborts and drops it then): join
+        # (again), or the tasks bound from now on would never be voted.
         current.join(data_manager)
+        data_manager.joined = True
     data_manager.tasks.append(task)
     return data_manager
 
@@ -83,6 +88,8 @@ class Binding:
         #: Names this transaction's prepared tasks in the backend.
         self.token = uuid.uuid4().hex
         self.prepared = False
+        #: Joined to its transaction (``abort`` unjoins it).
+        self.joined = False
 
     def __repr__(self):
         return f"<tasks Binding {len(self.tasks)} tasks for {self.backend!r}>"
@@ -93,8 +100,11 @@ class Binding:
         return f"~collective.futures.tasks:{id(self.backend)}"
 
     def abort(self, txn):
-        # Before the two-phase commit: nothing was written.
+        # Before the two-phase commit (the transaction's abort, or the
+        # rollback of a savepoint older than this join, which also drops
+        # it from the transaction): nothing was written.
         self.tasks = []
+        self.joined = False
 
     def tpc_begin(self, txn):
         pass

@@ -134,20 +134,23 @@ class Consumer:
                 if self._stopping:
                     return
                 wakeups = self._wakeups
+            failed = False
             try:
                 leased = self._lease_one()
             except Exception:
-                # The backend is unreachable (or broken): log, wait a poll,
-                # try again; the thread lives on.
+                # The backend is unreachable (or broken): log, wait a whole
+                # poll (not the next eta, which may be past: a spin), try
+                # again; the thread lives on.
                 logger.exception("%s: could not lease a task", self.name)
-                leased = None
+                leased, failed = None, True
             if leased is None:
+                wait = self.poll_interval if failed else self._idle_wait()
                 with self._condition:
                     # Why wait here: nothing is due; a commit in this
                     # process (wake) or stop ends the wait early, other
                     # processes' commits are seen at the next poll.
-                    if not self._stopping and self._wakeups == wakeups:
-                        self._condition.wait(self._idle_wait())
+                    if not self._stopping and (failed or self._wakeups == wakeups):
+                        self._condition.wait(wait)
                 continue
             lease, task = leased
             try:
@@ -237,7 +240,11 @@ class Consumer:
                                headers=request_headers)
             response = connection.getresponse()
             body = response.read(2000)
-        except (OSError, http.client.HTTPException) as exc:
+        except Exception as exc:
+            # OSError, HTTPException, or a task http.client cannot send
+            # (a header that is not latin-1): a failure of this attempt,
+            # settled as such, never a task left running until its lease
+            # expires.
             return None, f"the request failed: {exc!r}"
         finally:
             connection.close()

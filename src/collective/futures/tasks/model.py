@@ -62,6 +62,12 @@ def target(url, params=None):
                              f"(it must start with '/')")
     if any(ord(ch) < 32 or ch == "\x7f" for ch in url):
         raise TaskQueueError(f"url: {url!r} holds control characters")
+    # Characters a URL path cannot carry as they are (a space, '#', non-
+    # ASCII letters of a Zope id) are percent-encoded; '%' is kept, so an
+    # already encoded path stays as given.
+    path = urllib.parse.quote(parts.path, safe="/%@:+$,;=~!*'()&-._")
+    if parts.fragment:
+        path += urllib.parse.quote("#" + parts.fragment, safe="/%@:+$,;=~!*'()&-._")
     query = parts.query
     if params:
         if not hasattr(params, "items"):
@@ -77,7 +83,7 @@ def target(url, params=None):
                         f"query value (str, int, float, bool, or a list of them)")
                 pairs.append((name, str(one).lower() if isinstance(one, bool) else str(one)))
         query = "&".join(q for q in (query, urllib.parse.urlencode(pairs)) if q)
-    return parts.path + ("?" + query if query else "")
+    return path + ("?" + query if query else "")
 
 
 def check_headers(headers):
@@ -94,6 +100,12 @@ def check_headers(headers):
             if any(ord(ch) < 32 for ch in name + value) or not name or \
                     ":" in name or " " in name:
                 raise TaskQueueError(f"headers: {name!r} is not a header line")
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise TaskQueueError(
+                    f"headers: {name!r}: an HTTP header value is latin-1 "
+                    f"(percent-encode it)") from None
             if name.lower() in REFUSED_HEADERS:
                 continue
             checked.append([name, value])

@@ -17,6 +17,7 @@ See ITaskBackend (interfaces.py) for what each method promises.
 """
 
 import json
+import os
 import pathlib
 import secrets
 import sqlite3
@@ -83,9 +84,9 @@ def _task(row):
 
 @implementer(ITaskBackend)
 class SQLiteBackend:
-    """See ITaskBackend. ``path``: the database file (created with its
-    directory's permissions); ``timeout``: seconds to wait for another
-    process's write lock."""
+    """See ITaskBackend. ``path``: the database file (created readable by
+    its owner only); ``timeout``: seconds to wait for another process's
+    write lock."""
 
     def __init__(self, path, timeout=10.0):
         self.path = pathlib.Path(path)
@@ -110,6 +111,11 @@ class SQLiteBackend:
 
     def _connect(self):
         try:
+            # Readable by this user only: the file holds the secret that
+            # signs task requests, the leases, and the tasks' requests.
+            # (WAL and shared-memory files SQLite creates next to it take
+            # the file's permissions.)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             connection = sqlite3.connect(
                 str(self.path), timeout=self.timeout, isolation_level=None,
                 check_same_thread=False)
@@ -119,7 +125,7 @@ class SQLiteBackend:
             if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode is {mode}, not wal")
             connection.execute("PRAGMA synchronous = FULL")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise TaskQueueUnavailableError(
                 f"the task queue's SQLite file {str(self.path)!r} cannot be "
                 f"opened: {exc}") from exc

@@ -85,8 +85,9 @@ def _start_consuming(settings, tasks, drain):
                          "address; set task_url; no task is consumed")
             return
         host, port = addresses[0]
-        if host in ("0.0.0.0", "", "::"):
-            host = "127.0.0.1"  # listening everywhere: the loopback is one
+        # Listening everywhere: the loopback is one address of it (waitress
+        # binds "::" to IPv6 only).
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
         host = f"[{host}]" if ":" in host else host
         tasks.start_consumer(f"http://{host}:{port}")
 

@@ -7,7 +7,9 @@ Runs on: the Zope worker thread publishing a request.
   must carry a valid signature (tasks/signature.py) for its method and
   path, and the lease it names must be the task's current one; anything
   else is refused with a 403 and logged: a visitor cannot pass for a
-  task. A valid one is marked on the request (``TASK_ATTRIBUTE``).
+  task; and it must be the request of the task it names, as the queue
+  stored it (method, path, query, user), whoever could sign it. A valid
+  one is marked on the request (``TASK_ATTRIBUTE``).
   If the task's id is already recorded in the ZODB (its work committed
   by an earlier delivery, whose acknowledgement was lost with its
   instance), the request publishes ``@@futures-task-done`` instead of the
@@ -19,8 +21,9 @@ Runs on: the Zope worker thread publishing a request.
   recorded in the ZODB (``DONE_KEY`` in the root), in the same
   transaction as the task's work: both commit, or neither (a
   ConflictError retries both), unless the response is an error (400 or
-  more), which the consumer retries. That is what makes a task's effect
-  on the ZODB happen once although its delivery is at least once.
+  more, which the consumer never takes for done). That is what makes a
+  task's effect on the ZODB happen once although its delivery is at
+  least once.
 """
 
 import logging
@@ -37,7 +40,8 @@ from ..tasks import signature
 
 logger = logging.getLogger("collective.futures.tasks")
 
-#: Where a verified task request keeps (task id, lease id, user id).
+#: Where a verified task request keeps (task id, lease id, (user folder,
+#: user id) or None).
 TASK_ATTRIBUTE = "_collective_futures_task"
 #: The ZODB root's key of the record of done tasks (an OOBTree: task id ->
 #: the time its work committed).
@@ -47,7 +51,8 @@ DONE_VIEW = "/@@futures-task-done"
 
 
 def task_of(request):
-    """(task id, lease id, user id) of a verified task request, or None."""
+    """(task id, lease id, (user folder, user id) or None) of a verified
+    task request, or None."""
     return getattr(request, TASK_ATTRIBUTE, None)
 
 
@@ -66,6 +71,18 @@ def task_started(event):
         # over: only the current delivery's request passes.
         if not service.backend.holds(verified[:2]):
             raise signature.InvalidSignature("its lease is not the task's current one")
+        # And the request is the stored task's: its method, path, query
+        # and user, not only what was signed (whoever could sign could
+        # sign anything; the queue's records say what was queued).
+        stored = service.backend.status(verified[0])
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if stored is None or (
+                stored["method"] != environ.get("REQUEST_METHOD")
+                or signature.as_received(stored["path"]) != (
+                    path, environ.get("QUERY_STRING", ""))
+                or signature.user_record(signature.user_string(stored["user"]))
+                != verified[2]):
+            raise signature.InvalidSignature("it is not the request of the task it names")
     except signature.InvalidSignature as exc:
         logger.warning(
             "refused a request claiming to be a task's: %s (%s %s from %s)",
