@@ -293,3 +293,44 @@ def test_a_task_cut_by_sigkill_runs_again_after_the_restart(make_zope):
     done = settled(zope, task_id, "done", timeout=30)
     assert done["attempts"] == 2
     assert runs(zope)["killed"] == 1  # the first run committed nothing
+
+
+def metrics(zope, **params):
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    status, _, body = zope.request(f"/@@futures-metrics?{query}", headers=zope.admin_headers())
+    assert status == 200
+    return body.decode()
+
+
+def test_the_queues_figures_are_in_the_metrics_and_the_control_panel(zope):
+    settled(zope, queue(zope, "counted"), "done")
+    dead = settled(zope, queue(zope, "buried", path="/no-such-page"), "dead")
+    data = json.loads(metrics(zope))["tasks"]
+    assert data["unreachable"] is None
+    default = data["queues"]["default"]
+    assert default["done"] >= 1 and default["dead"] >= 1
+    assert data["consumer"]["concurrency"] == 1
+    assert data["consumer"]["settled"]["default"]["done"] >= 1
+    assert data["consumer"]["durations"]["default"]["count"] >= 2
+    text = metrics(zope, format="prometheus")
+    assert 'collective_futures_tasks{queue="default",state="dead"} ' in text
+    assert "collective_futures_tasks_up 1" in text
+    assert 'collective_futures_tasks_settled_total{queue="default",outcome="done"} ' in text
+    assert 'collective_futures_task_duration_seconds_count{queue="default"} ' in text
+    status, _, body = zope.request("/Control_Panel/manage_futures",
+                                   headers=zope.admin_headers())
+    page = body.decode()
+    assert status == 200 and "Background tasks" in page and dead["id"] in page
+    # The last error (a page of Zope's, with its markup) is shown escaped.
+    assert "<" in dead["last_error"] and dead["last_error"][:60] not in page
+
+
+def test_the_control_panel_does_not_show_the_tasks_secret(make_zope):
+    secret = "do-not-show-" + "s" * 30
+    zope = make_zope(product_config={"task_secret": secret, "metrics_token": "m" * 20})
+    status, _, body = zope.request("/Control_Panel/manage_futures",
+                                   headers=zope.admin_headers())
+    assert status == 200
+    page = body.decode()
+    assert "task_backend" in page  # the control: the settings are listed
+    assert secret not in page and "m" * 20 not in page

@@ -205,6 +205,9 @@ def prometheus(data):
            "Shared promises served without an execution of their own.",
            [({"kind": "joined"}, data["shared"]["joined"]),
             ({"kind": "cache"}, data["shared"]["cache_hits"])])
+    tasks = data.get("tasks")
+    if tasks:
+        _tasks_metrics(metric, lines, tasks)
     name = "promise_duration_seconds"
     lines.append(f"# HELP collective_futures_{name} Submit-to-result time, by function.")
     lines.append(f"# TYPE collective_futures_{name} histogram")
@@ -216,6 +219,43 @@ def prometheus(data):
         lines.append(f'collective_futures_{name}_sum{{function="{fn}"}} {hist["sum"]}')
         lines.append(f'collective_futures_{name}_count{{function="{fn}"}} {hist["count"]}')
     return "\n".join(lines) + "\n"
+
+
+def _tasks_metrics(metric, lines, tasks):
+    """The background tasks' part (tasks/service.py's snapshot)."""
+    queues = tasks["queues"]
+    metric("tasks_up", "gauge",
+           "1 if the task queue's backend could be read, else 0.",
+           [({}, 0 if tasks["unreachable"] else 1)])
+    metric("tasks", "gauge", "Background tasks, by queue and state (scheduled: "
+           "queued, not due yet).",
+           [({"queue": queue, "state": state}, figures[state])
+            for queue, figures in sorted(queues.items())
+            for state in ("prepared", "queued", "scheduled", "running", "done", "dead")])
+    metric("tasks_oldest_queued_seconds", "gauge",
+           "How long the longest-waiting due task has waited, by queue.",
+           [({"queue": queue}, round(figures["oldest_queued_age"], 3))
+            for queue, figures in sorted(queues.items())])
+    consumer = tasks.get("consumer")
+    if not consumer:
+        return
+    metric("tasks_running", "gauge", "Tasks this instance runs now.",
+           [({}, consumer["running"])])
+    metric("tasks_settled_total", "counter",
+           "Tasks this instance ran, by queue and how they ended.",
+           [({"queue": queue, "outcome": outcome}, count)
+            for queue, outcomes in sorted(consumer["settled"].items())
+            for outcome, count in outcomes.items()])
+    name = "task_duration_seconds"
+    lines.append(f"# HELP collective_futures_{name} A task's request time, by queue.")
+    lines.append(f"# TYPE collective_futures_{name} histogram")
+    for queue, hist in sorted(consumer["durations"].items()):
+        label = _escape(queue)
+        for bound, count in hist["buckets"].items():
+            lines.append(f'collective_futures_{name}_bucket{{queue="{label}",'
+                         f'le="{bound}"}} {count}')
+        lines.append(f'collective_futures_{name}_sum{{queue="{label}"}} {hist["sum"]}')
+        lines.append(f'collective_futures_{name}_count{{queue="{label}"}} {hist["count"]}')
 
 
 def _escape(value):

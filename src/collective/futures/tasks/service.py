@@ -13,6 +13,7 @@ import logging
 import pathlib
 import threading
 
+from ..core.metrics import Histogram
 from ..exceptions import TaskQueueError
 from .binding import bind
 from .consumer import Consumer
@@ -20,6 +21,9 @@ from .sqlite import SQLiteBackend
 
 
 logger = logging.getLogger("collective.futures.tasks")
+
+#: How a task this instance ran was settled (consumer.py).
+SETTLED = ("done", "retried", "dead", "lost")
 
 #: Seconds between two rounds of housekeeping.
 HOUSEKEEPING_INTERVAL = 60.0
@@ -46,9 +50,10 @@ class TaskService:
         self._secret = settings.task_secret or None
         self._stopped = threading.Event()
         self._housekeeping = None
-        #: (queue, outcome) -> count, and the run times, of the tasks this
-        #: instance ran.
+        #: (queue, outcome) -> count, and queue -> run times, of the tasks
+        #: this instance ran.
         self.outcomes = {}
+        self.durations = {}
 
     @property
     def backend(self):
@@ -110,6 +115,42 @@ class TaskService:
         key = (task["queue"], outcome)
         with self._lock:
             self.outcomes[key] = self.outcomes.get(key, 0) + 1
+            self.durations.setdefault(task["queue"], Histogram()).observe(seconds)
+
+    def snapshot(self):
+        """The queues' figures (from the backend: the same on every
+        instance sharing it) and this instance's consumer's, as plain
+        data; ``unreachable`` says why the backend could not be read."""
+        data = {"backend": str(self.path), "queues": {}, "unreachable": None,
+                "consumer": None}
+        try:
+            backend = self.backend
+            for queue in self.queues:
+                data["queues"][queue] = backend.stats(queue)
+        except Exception as exc:
+            data["unreachable"] = f"{type(exc).__name__}: {exc}"
+        consumer = self.consumer
+        with self._lock:
+            settled = {}
+            for (queue, outcome), count in self.outcomes.items():
+                settled.setdefault(queue, dict.fromkeys(SETTLED, 0))[outcome] = count
+            durations = {queue: histogram.as_dict()
+                         for queue, histogram in self.durations.items()}
+        if consumer is not None:
+            data["consumer"] = {"concurrency": consumer.concurrency,
+                                "running": consumer.running, "settled": settled,
+                                "durations": durations}
+        return data
+
+    def dead_letters(self, limit=20):
+        """The most recent dead tasks of every queue (for the Control
+        Panel), or [] when the backend cannot be read."""
+        try:
+            backend = self.backend
+            return [task for queue in self.queues
+                    for task in backend.dead_letters(queue, limit)]
+        except Exception:
+            return []
 
     def _keep_house(self):
         # Why wait here: a minute between rounds; stop ends the wait.

@@ -12,7 +12,10 @@ from AccessControl import getSecurityManager
 from zExceptions import Unauthorized
 
 from ..core.metrics import prometheus
-from ..runtime import get_runtime
+from ..runtime import get_runtime, get_tasks
+
+#: Settings the Control Panel does not show.
+SECRET_SETTINGS = ("metrics_token", "task_secret")
 
 
 MANAGE = "View management screens"
@@ -44,6 +47,7 @@ class Metrics:
                                "with the metrics token")
         runtime = get_runtime()
         data = runtime.metrics.snapshot(runtime)
+        data["tasks"] = get_tasks().snapshot()
         response = self.request.response
         response.setHeader("Cache-Control", "no-store")
         if self.request.form.get("format") == "prometheus":
@@ -101,8 +105,12 @@ class ControlPanel:
     def data(self):
         runtime = get_runtime()
         data = runtime.metrics.snapshot(runtime)
+        tasks = get_tasks()
+        data["tasks"] = tasks.snapshot()
+        data["dead_letters"] = tasks.dead_letters()
+        # The secrets are not shown: the scrape token, the tasks' secret.
         data["settings"] = {k: v for k, v in vars(runtime.settings).items()
-                            if k != "metrics_token"}
+                            if k not in SECRET_SETTINGS}
         return data
 
     def chart(self):
