@@ -97,6 +97,10 @@ DOCTESTS_RUN_BY = "./scripts/docs"
 #: (an included file's: its path), each with the reason. One entry covers
 #: every block of the page with that first line.
 FRAGMENTS = {
+    ("docs/tasks.rst", "task_periodic.nightly-report  0 3 * * *  /Plone/@@nightly-report"):
+        "zope.conf lines, not code: test_the_periodic_tasks_lines_of_the_manual_are_valid "
+        "(below) reads them with Settings.from_mapping, and tests/"
+        "test_functional_tasks.py runs an @every periodic task on two instances",
     ("docs/configuration.rst", "<product-config collective.futures>"):
         "a zope.conf excerpt, not code: the doctest below it validates the "
         "same strings with Settings.from_mapping (what startup calls), and "
@@ -623,3 +627,14 @@ def test_the_named_promise_template_renders_the_feed_kept_for_later_visitors(zop
         new_fetches, new_two_pass = (HITS.get("/feed.xml", 0) - fetched,
                                      two_pass_requests(zope) - passes)
         assert (new_fetches, new_two_pass) == ((1, 1) if visitor == "first" else (0, 0))
+
+
+def test_the_periodic_tasks_lines_of_the_manual_are_valid():
+    from collective.futures.settings import Settings
+    page = (DOCS / "tasks.rst").read_text()
+    lines = [line.strip() for line in page.splitlines()
+             if line.strip().startswith("task_periodic.")]
+    assert len(lines) == 2, lines
+    mapping = dict(line.split(None, 1) for line in lines)
+    settings = Settings.from_mapping(mapping)
+    assert [name for name, _, _ in settings.periodic] == ["nightly-report", "sync"]

@@ -143,6 +143,19 @@ def test_find_gives_the_active_task_of_a_dedup_key(backend):
     assert backend.find("default", "nightly") is None  # done: the key is free
 
 
+def test_a_task_whose_id_is_stored_is_not_stored_again(backend):
+    first = task()
+    backend.prepare([first], "t")
+    backend.confirm("t")
+    ((lease, _),) = backend.lease("default", "c", 1, 10, now=T0)
+    backend.ack(lease, now=T0 + 1)
+    again = dict(task(), id=first["id"], path="/other")
+    assert backend.prepare([again], "u") == [first["id"]]
+    assert backend.confirm("u") == 0
+    stored = backend.status(first["id"])
+    assert stored["state"] == "done" and stored["path"] == "/site/@@job"
+
+
 def test_dedup_is_per_queue_and_ignores_finished_tasks(backend):
     original = task(dedup="k")
     add(backend, original)

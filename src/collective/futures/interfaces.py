@@ -240,7 +240,9 @@ class ITaskBackend(Interface):
         Invisible to ``lease``. A task whose ``dedup`` key is the key of
         a task of the same queue that is prepared, queued or running is
         not stored (nor is a task whose key an earlier task of the same
-        call took); returns the ids as stored, in order: the existing
+        call took); neither is a task whose id is already stored,
+        whatever its state (a periodic task's slot, added by every
+        instance). Returns the ids as stored, in order: the existing
         task's id in place of each such one. Raises
         ``TaskQueueUnavailableError`` and stores none of them when any
         cannot be stored."""

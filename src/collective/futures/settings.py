@@ -344,6 +344,9 @@ _BY_NAME = {option.name: option for option in OPTIONS}
 #: ``concurrent.futures.Executor``; ``factory()`` is called on first use.
 EXECUTOR_PREFIX = "executor."
 BUILTIN_EXECUTORS = ("threads", "processes", "asyncio")
+#: ``task_periodic.NAME SCHEDULE PATH`` declares a periodic task
+#: (tasks/schedule.py says what SCHEDULE may be).
+PERIODIC_PREFIX = "task_periodic."
 #: Names no custom executor may take: the stream pool is ``streams``.
 RESERVED_EXECUTORS = BUILTIN_EXECUTORS + ("streams",)
 
@@ -360,17 +363,21 @@ class _SettingsMethods:
         An unknown key or a bad value raises :class:`ConfigurationError`
         naming it.
         """
-        values, executors = {}, []
+        values, executors, periodic = {}, [], []
         for key, raw in (mapping or {}).items():
             if key.startswith(EXECUTOR_PREFIX):
                 executors.append(_custom_executor(key, raw))
+                continue
+            if key.startswith(PERIODIC_PREFIX):
+                periodic.append(_periodic_task(key, raw))
                 continue
             option = _BY_NAME.get(key)
             if option is None:
                 raise ConfigurationError(
                     f"<product-config collective.futures>: unknown key "
                     f"{key!r}; known keys: {', '.join(sorted(_BY_NAME))}, "
-                    f"and {EXECUTOR_PREFIX}NAME for a custom executor"
+                    f"{EXECUTOR_PREFIX}NAME for a custom executor and "
+                    f"{PERIODIC_PREFIX}NAME for a periodic task"
                 )
             try:
                 values[key] = option.convert(raw)
@@ -379,7 +386,8 @@ class _SettingsMethods:
                     f"<product-config collective.futures>: bad value "
                     f"{raw!r} for {key!r}: {exc}"
                 ) from exc
-        return cls(executors=tuple(sorted(executors)), **values)
+        return cls(executors=tuple(sorted(executors)), periodic=tuple(sorted(periodic)),
+                   **values)
 
 
 #: Validated settings, one field per entry of :data:`OPTIONS` (with its
@@ -390,11 +398,13 @@ Settings = dataclasses.make_dataclass(
     "Settings",
     [(option.name, type(option.default),
       dataclasses.field(default=option.default)) for option in OPTIONS]
-    + [("executors", tuple, dataclasses.field(default=()))],
+    + [("executors", tuple, dataclasses.field(default=())),
+       ("periodic", tuple, dataclasses.field(default=()))],
     bases=(_SettingsMethods,), frozen=True, kw_only=True)
 Settings.__module__ = __name__
 Settings.__doc__ = """Validated settings: one keyword per option of :data:`OPTIONS`
-(and ``executors``). Build with :meth:`from_mapping`."""
+(and ``executors``; ``periodic``, the (name, schedule, path) of the
+``task_periodic.NAME`` keys). Build with :meth:`from_mapping`."""
 
 
 def _custom_executor(key, raw):
@@ -413,3 +423,24 @@ def _custom_executor(key, raw):
         raise ConfigurationError(
             f"<product-config collective.futures>: bad value {raw!r} for "
             f"{key!r}: {exc}") from exc
+
+
+def _periodic_task(key, raw):
+    """(name, schedule text, path) of ``task_periodic.NAME SCHEDULE PATH``."""
+    from .tasks.model import target
+    from .tasks.schedule import parse
+    name = key[len(PERIODIC_PREFIX):]
+    if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+        raise ConfigurationError(
+            f"<product-config collective.futures>: {key!r}: the periodic task's "
+            f"name must be letters, digits, '-', '_' or '.'")
+    schedule, _, path = str(raw).strip().rpartition(" ")
+    try:
+        parse(schedule)
+        path = target(path)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"<product-config collective.futures>: bad value {raw!r} for {key!r}: "
+            f"{exc} (the value is SCHEDULE PATH: '0 3 * * * /Plone/@@nightly', "
+            f"'@every 60 /Plone/@@tick')") from exc
+    return name, schedule.strip(), path

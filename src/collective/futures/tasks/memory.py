@@ -40,6 +40,9 @@ class MemoryBackend:
         with self._lock:
             stored = []
             for task in tasks:
+                if task["id"] in self._tasks:
+                    stored.append(task["id"])
+                    continue
                 existing = self._active_dedup(task)
                 if existing is not None:
                     stored.append(existing)

@@ -1,22 +1,27 @@
 """The process's background tasks: the configured backend, the queues, the
 secret, and (in an instance that consumes) the consumer and its
-housekeeping.
+housekeeping, and the periodic tasks.
 
 Runs on: the thread that queues a task (``queue``), the main thread at
-startup and shutdown (``start_consumer``, ``stop``), and its own thread,
-``collective.futures-task-housekeeping``, which every minute turns tasks
-left in doubt into dead letters (``ITaskBackend.recover``) and forgets
-tasks finished longer ago than ``task_keep_done`` (``purge``).
+startup and shutdown (``start_consumer``, ``stop``), and its own
+threads: ``collective.futures-task-housekeeping``, which every minute
+turns tasks left in doubt into dead letters (``ITaskBackend.recover``)
+and forgets tasks finished longer ago than ``task_keep_done``
+(``purge``); ``collective.futures-task-periodic``, which adds the task of
+each periodic task's slot when it comes (consuming instances only).
 """
 
 import logging
 import pathlib
 import threading
+import time
 
 from ..core.metrics import Histogram
 from ..exceptions import TaskQueueError
 from .binding import bind
 from .consumer import Consumer
+from .model import new_task
+from .schedule import parse, slot_task_id
 from .sqlite import SQLiteBackend
 
 
@@ -24,6 +29,12 @@ logger = logging.getLogger("collective.futures.tasks")
 
 #: How a task this instance ran was settled (consumer.py).
 SETTLED = ("done", "retried", "dead", "lost")
+
+#: Seconds between two looks of the periodic scheduler at the clock, and
+#: how old a slot may be and still fire (an instance that starts fires the
+#: slot it missed, if no instance did, within the hour).
+PERIODIC_TICK = 1.0
+PERIODIC_HORIZON = 3600.0
 
 #: Seconds between two rounds of housekeeping.
 HOUSEKEEPING_INTERVAL = 60.0
@@ -42,6 +53,9 @@ class TaskService:
     def __init__(self, settings, var_dir):
         self.settings = settings
         self.queues = tuple(settings.task_queues.split())
+        #: (name, Schedule, path) of the periodic tasks.
+        self.periodic = tuple((name, parse(text), path)
+                              for name, text, path in settings.periodic)
         self.default_queue = self.queues[0]
         self.path = backend_path(settings.task_backend, var_dir)
         self.consumer = None
@@ -106,6 +120,9 @@ class TaskService:
             target=self._keep_house, name="collective.futures-task-housekeeping",
             daemon=True)
         self._housekeeping.start()
+        if self.periodic:
+            threading.Thread(target=self._fire_periodic, daemon=True,
+                             name="collective.futures-task-periodic").start()
         logger.info("consuming background tasks of %s from %s: %d at once, "
                     "requests to %s", ", ".join(self.queues), self.path,
                     settings.task_concurrency, base_url)
@@ -151,6 +168,32 @@ class TaskService:
                     for task in backend.dead_letters(queue, limit)]
         except Exception:
             return []
+
+    def _fire_periodic(self):
+        """Adds the task of each periodic task's latest slot, once: its id
+        is made from the name and the slot, so the queue keeps one task per
+        slot however many instances add it (ITaskBackend.prepare)."""
+        fired = {}
+        # Why wait here: a second between looks at the clock; stop ends it.
+        while not self._stopped.wait(PERIODIC_TICK):
+            now = time.time()
+            for name, schedule, path in self.periodic:
+                slot = schedule.latest(now, horizon=PERIODIC_HORIZON)
+                if slot is None or fired.get(name) == slot:
+                    continue
+                try:
+                    task = new_task(path, queue=self.default_queue, eta=slot, now=slot,
+                                    max_attempts=self.settings.task_attempts,
+                                    backoff=self.settings.task_backoff)
+                    task["id"] = slot_task_id(name, slot)
+                    token = f"periodic-{task['id']}"
+                    self.backend.prepare([task], token)
+                    self.backend.confirm(token)
+                    fired[name] = slot
+                    self._wake()
+                except Exception:
+                    logger.exception("periodic task %s: could not add its task "
+                                     "for %s", name, slot)
 
     def _keep_house(self):
         # Why wait here: a minute between rounds; stop ends the wait.

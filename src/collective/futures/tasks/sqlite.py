@@ -205,6 +205,10 @@ class SQLiteBackend:
         stored = []
         with self._transaction("store tasks") as db:
             for task in tasks:
+                if db.execute("SELECT 1 FROM tasks WHERE id = ?",
+                              (task["id"],)).fetchone() is not None:
+                    stored.append(task["id"])
+                    continue
                 if task.get("dedup") is not None:
                     existing = db.execute(
                         "SELECT id FROM tasks WHERE queue = ? AND dedup = ? AND state "
