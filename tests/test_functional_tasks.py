@@ -363,3 +363,64 @@ def test_a_periodic_task_fires_once_per_slot_with_two_instances(make_zope, tmp_p
     # Each slot's task requested once (one may have been in flight at the
     # stop, its request logged or not).
     assert done <= requests() <= done + running
+
+
+def dead_letter_action(zope, headers=None, method="POST", **form):
+    body = urllib.parse.urlencode(form).encode()
+    status, response_headers, _ = zope.request(
+        "/Control_Panel/manage_futures_dead_letters" + ("" if method == "POST" else "?" + body.decode()),
+        method=method, body=body if method == "POST" else None,
+        headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+    return status
+
+
+def test_a_dead_letter_is_requeued_or_deleted_from_the_futures_tab(zope):
+    import re
+    revived = settled(zope, queue(zope, "revived", fail_first=1, attempts=1), "dead")
+    gone = settled(zope, queue(zope, "gone", path="/no-such-page", attempts=1), "dead")
+    code, _, body = zope.request("/Control_Panel/manage_futures", headers=zope.admin_headers())
+    assert code == 200
+    token = re.search(r'name="token" value="([0-9a-f]{64})"', body.decode()).group(1)
+    admin = zope.admin_headers()
+    # Refused: no token, a wrong one, a GET (a link or an image of another
+    # page), anonymous.
+    assert dead_letter_action(zope, admin, task_id=revived["id"], action="requeue") == 403
+    assert dead_letter_action(zope, admin, task_id=revived["id"], action="requeue",
+                              token="0" * 64) == 403
+    assert dead_letter_action(zope, admin, method="GET", task_id=revived["id"],
+                              action="requeue", token=token) == 403
+    assert dead_letter_action(zope, task_id=revived["id"], action="requeue",
+                              token=token) == 401
+    assert status(zope, revived["id"])["state"] == "dead"
+    # Done as the tab's form does it.
+    assert dead_letter_action(zope, admin, task_id=revived["id"], action="requeue",
+                              token=token) == 302
+    again = settled(zope, revived["id"], "done")
+    assert again["attempts"] == 1  # counted again from 0
+    assert dead_letter_action(zope, admin, task_id=gone["id"], action="delete",
+                              token=token) == 302
+    assert status(zope, gone["id"]) is None
+    # Not a dead task (any more): a clear 400.
+    assert dead_letter_action(zope, admin, task_id=gone["id"], action="delete",
+                              token=token) == 400
+
+
+def test_plain_pages_stay_fast_during_a_flood_of_ten_thousand_tasks(make_zope):
+    # 10,000 tasks queued in one transaction; the consumer (one at a time,
+    # one of the three worker threads) works through them while a plain
+    # page is asked for. A generous bound: a page that waited for the
+    # flood would wait minutes.
+    zope = make_zope(threads=3, product_config=CONFIG)
+    code, body = zope.get("/@@queue-many?n=10000&path=/@@task-noop", timeout=120)
+    assert (code, body) == (200, "10000")
+    wait_for(lambda: zope.access_log().count("task-noop?n=") >= 50, timeout=30,
+             message="the flood being consumed")
+    probes = []
+    for _ in range(20):
+        start = time.monotonic()
+        assert zope.get("/@@plain") == (200, "plain page")
+        probes.append(time.monotonic() - start)
+    assert max(probes) < 1.0, probes
+    data = json.loads(metrics(zope))["tasks"]
+    assert data["consumer"]["running"] <= 1
+    assert data["queues"]["default"]["queued"] > 5000  # the flood is still there

@@ -610,3 +610,19 @@ class AppAttribute(View):
     def __call__(self):
         app = self.context.getPhysicalRoot()
         return repr(getattr(app, self.request.form["name"], None))
+
+
+class QueueMany(View):
+    """Queues ``n`` tasks to ``path`` in one transaction (a flood)."""
+
+    def __call__(self):
+        from collective.futures import taskqueue
+        n = int(self.request.form["n"])
+        for number in range(n):
+            taskqueue.add(self.request.form["path"], params={"n": number})
+        return str(n)
+
+
+class TaskNoop(View):
+    def __call__(self):
+        return "ok"

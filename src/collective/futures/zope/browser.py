@@ -1,15 +1,17 @@
-"""Views for operators: the metrics as JSON or Prometheus text, and the
-Futures tab of the ZMI Control Panel.
+"""Views for operators: the metrics as JSON or Prometheus text, the
+Futures tab of the ZMI Control Panel, and its dead letters' actions.
 
 Runs on: a Zope worker thread. Managers only; a scraper may instead send
 ``Authorization: Bearer <metrics_token>`` when that token is configured.
 """
 
+import hashlib
 import hmac
 import json
+import secrets
 
 from AccessControl import getSecurityManager
-from zExceptions import Unauthorized
+from zExceptions import BadRequest, Forbidden, Unauthorized
 
 from ..core.metrics import prometheus
 from ..runtime import get_runtime, get_tasks
@@ -108,6 +110,7 @@ class ControlPanel:
         tasks = get_tasks()
         data["tasks"] = tasks.snapshot()
         data["dead_letters"] = tasks.dead_letters()
+        data["action_token"] = action_token(getSecurityManager().getUser().getId() or "")
         # The secrets are not shown: the scrape token, the tasks' secret.
         data["settings"] = {k: v for k, v in vars(runtime.settings).items()
                             if k not in SECRET_SETTINGS}
@@ -116,3 +119,43 @@ class ControlPanel:
     def chart(self):
         runtime = get_runtime()
         return chart(runtime.metrics.history, runtime.settings.history_interval)
+
+
+#: The key of the dead letters' actions' CSRF tokens (a new one each
+#: start: a page older than the process must be reloaded).
+_ACTION_KEY = secrets.token_bytes(32)
+
+
+def action_token(user_id):
+    """The CSRF token of the dead letters' actions for ``user_id``."""
+    return hmac.new(_ACTION_KEY, f"dead-letters\0{user_id}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+class DeadLetterActions:
+    """``manage_futures_dead_letters``: re-queue or delete a dead task.
+    A POST from the Futures tab's form (its token: a page of another site
+    cannot make the Manager's browser do it), Managers only (ZCML)."""
+
+    def __init__(self, context, request):
+        self.context = context
+        self.request = request
+
+    def __call__(self):
+        request = self.request
+        if request.get("REQUEST_METHOD") != "POST":
+            raise Forbidden("the dead letters' actions take a POST from the Futures tab")
+        user = getSecurityManager().getUser()
+        token = request.form.get("token", "")
+        if not isinstance(token, str) or not hmac.compare_digest(
+                token.encode(), action_token(user.getId() or "").encode()):
+            raise Forbidden("a missing or wrong token: reload the Futures tab")
+        task_id, action = request.form.get("task_id"), request.form.get("action")
+        if not isinstance(task_id, str) or action not in ("requeue", "delete"):
+            raise BadRequest("task_id and action (requeue or delete)")
+        backend = get_tasks().backend
+        done = backend.requeue(task_id) if action == "requeue" else backend.delete(task_id)
+        if not done:
+            raise BadRequest(f"{action}: no such dead task")
+        request.response.redirect(f"{self.context.absolute_url()}/manage_futures")
+        return ""
