@@ -35,5 +35,9 @@ site.portal_registration.addMember("jane", "jane-Secret-1", properties={
 site.invokeFactory("Folder", "work", title="Work")
 site.work.manage_setLocalRoles("jane", ["Contributor", "Editor", "Reader"])
 site.work.reindexObjectSecurity()
+# As on a Volto site: everyone may use the REST API (what a service
+# returns is the service's own decision: test_plone_tasks.py).
+site.manage_permission("plone.restapi: Use REST API",
+                       ["Anonymous", "Authenticated", "Manager"], acquire=0)
 transaction.commit()
 print("SITE READY")

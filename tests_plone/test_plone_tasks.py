@@ -80,3 +80,23 @@ def test_a_task_runs_as_whoever_queued_it(plone):
         assert settled(plone, task_id)["state"] == "done"
     users = json.loads(get(plone, "/Plone/@@plone-task-users")[1])
     assert users == {"as-jane": "jane", "as-anonymous": "Anonymous User"}
+
+
+def test_a_tasks_status_for_rest_api_clients_is_for_its_user(plone):
+    status, task_id = get(plone, "/Plone/@@plone-queue-task?task=plone-task-whoami"
+                                 "&token=rest", Authorization=JANE)
+    assert status == 200
+    settled(plone, task_id)
+
+    def rest(**headers):
+        code, body = get(plone, f"/Plone/@futures-task/{task_id}",
+                         Accept="application/json", **headers)
+        return code, (json.loads(body) if body else None)
+
+    code, data = rest(Authorization=JANE)
+    assert code == 200 and data["state"] == "done" and data["id"] == task_id
+    assert rest(Authorization="Basic " + base64.b64encode(b"admin:secret").decode())[0] == 200
+    # Anyone else: as if there were no such task.
+    assert rest()[0] == 404
+    assert get(plone, "/Plone/@futures-task/" + "0" * 32, Accept="application/json",
+               Authorization=JANE)[0] == 404
