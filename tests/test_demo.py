@@ -18,7 +18,10 @@ pytestmark = pytest.mark.functional
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    # The demo's background jobs: its consumer on, as scripts/demo sets it
+    # (the test looks more often, retries sooner).
     instance = ZopeInstance(tmp_path_factory.mktemp("demo"), threads=2,
+                            product_config={"task_consumer": "on", "task_poll": "0.1"},
                             packages=("collective.futures.demo",)).create()
     instance.start()
     yield instance
@@ -211,3 +214,55 @@ def test_the_race_needs_the_waitress_server_that_received_the_request():
     # server): no port to trust, so no race.
     with pytest.raises(LookupError, match="served by waitress"):
         race.own_server({"SERVER_PORT": "8080", "HTTP_HOST": "localhost:8080"})
+
+
+def job_state(demo, task_id):
+    status, body = demo.get(f"/@@futures-demo-job-status?id={task_id}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def start_job(demo, kind):
+    status, _, body = demo.request("/@@futures-demo-job-start", method="POST",
+                                   body=f"kind={kind}".encode(),
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200, body
+    return json.loads(body)["id"]
+
+
+def test_the_jobs_page_queues_a_job_and_follows_it_to_done(demo):
+    from conftest import wait_for
+    status, body = demo.get("/@@futures-demo-jobs")
+    assert status == 200 and "@@futures-demo-job-start" in body
+    assert "innerHTML" not in body  # the page builds its DOM with textContent
+    assert "@@futures-demo-jobs" in demo.get("/@@futures-demo")[1]
+    task_id = start_job(demo, "pdf")
+    seen = set()
+
+    def done():
+        state = job_state(demo, task_id)["state"]
+        seen.add(state)
+        return state == "done"
+
+    wait_for(done, timeout=30, interval=0.1, message="the PDF job done")
+    assert "running" in seen  # its status moved (the job takes 3 s)
+
+
+def test_a_failing_job_is_retried_then_listed_in_the_dead_letters(demo):
+    from conftest import wait_for
+    task_id = start_job(demo, "failing")
+
+    def dead():
+        return json.loads(demo.get("/@@futures-demo-dead-jobs")[1])
+
+    listed = wait_for(lambda: [t for t in dead() if t["id"] == task_id], timeout=60,
+                      interval=0.2, message="the failing job a dead letter")
+    assert listed[0]["attempts"] == 3 and listed[0]["last_error"].startswith("HTTP 500")
+
+
+def test_the_jobs_endpoints_refuse_what_they_do_not_take(demo):
+    assert demo.get("/@@futures-demo-job-start?kind=pdf")[0] == 405  # a GET
+    status, _, _ = demo.request("/@@futures-demo-job-start", method="POST", body=b"kind=rm",
+                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400
+    assert demo.get("/@@futures-demo-job-status?id=nope")[0] == 404
