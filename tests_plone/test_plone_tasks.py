@@ -100,3 +100,19 @@ def test_a_tasks_status_for_rest_api_clients_is_for_its_user(plone):
     assert rest()[0] == 404
     assert get(plone, "/Plone/@futures-task/" + "0" * 32, Accept="application/json",
                Authorization=JANE)[0] == 404
+
+
+def test_a_forged_task_request_is_refused_and_writes_nothing(plone):
+    # A visitor sending task headers, with a user of the site in them,
+    # gets a 403 before anything runs: no page is created, whoever it names.
+    import time
+    user = '["/Plone/acl_users", "jane"]'
+    forged = {"X-Task-Id": "f" * 32, "X-Futures-Task-Lease": "l",
+              "X-Futures-Task-Expires": str(int(time.time()) + 60),
+              "X-Futures-Task-Signature": "ab" * 32,
+              "X-Futures-Task-User": user}
+    status, _ = get(plone, "/Plone/work/@@plone-task-create?title=Forged", **forged)
+    assert status == 403
+    status, body = get(plone, "/Plone/work/@@plone-doc-info?id=forged", Authorization=JANE)
+    assert json.loads(body) is None
+    assert "refused a request claiming to be a task's" in plone.log()

@@ -5,11 +5,12 @@ Runs on: the Zope worker thread publishing a request.
 
 * ``IPubStart`` (``task_started``): a request that carries task headers
   must carry a valid signature (tasks/signature.py) for its method and
-  path, and the lease it names must be the task's current one; anything
-  else is refused with a 403 and logged: a visitor cannot pass for a
-  task; and it must be the request of the task it names, as the queue
-  stored it (method, path, query, user), whoever could sign it. A valid
-  one is marked on the request (``TASK_ATTRIBUTE``).
+  path, the lease it names must be the task's current one, and it must
+  be the request of the task it names, as the queue stored it (method,
+  path, query, user), whoever could sign it. Anything else is refused
+  with a 403 (``@@futures-task-refused`` is published instead of its
+  path) and logged: a visitor cannot pass for a task. A valid one is
+  marked on the request (``TASK_ATTRIBUTE``).
   If the task's id is already recorded in the ZODB (its work committed
   by an earlier delivery, whose acknowledgement was lost with its
   instance), the request publishes ``@@futures-task-done`` instead of the
@@ -48,6 +49,8 @@ TASK_ATTRIBUTE = "_collective_futures_task"
 DONE_KEY = "collective.futures.tasks.done"
 #: What a task whose work is recorded publishes instead of its path.
 DONE_VIEW = "/@@futures-task-done"
+#: What a refused task request publishes instead of its path (a 403).
+REFUSED_VIEW = "/@@futures-task-refused"
 
 
 def task_of(request):
@@ -88,16 +91,26 @@ def task_started(event):
             "refused a request claiming to be a task's: %s (%s %s from %s)",
             exc, printable(environ.get("REQUEST_METHOD")),
             printable(environ.get("PATH_INFO")), printable(environ.get("REMOTE_ADDR")))
-        raise Forbidden("not a valid task request") from None
+        # Not raised here: an exception at IPubStart comes before
+        # ZPublisher's transaction context has yielded, and a site whose
+        # exception views handle it (Plone) then fails with a 500. The
+        # refusal view raises Forbidden where ZPublisher expects it.
+        _publish_instead(request, REFUSED_VIEW)
+        return
     setattr(request, TASK_ATTRIBUTE, verified)
     if _recorded(verified[0]):
         logger.info("task %s was already done (its work committed by an earlier "
                     "delivery): acknowledged without running again", verified[0])
-        # Why rewrite the path: IPubStart comes before traversal, and this
-        # is the one way to publish something else (the task must not run).
-        environ["PATH_INFO"] = DONE_VIEW
-        environ["QUERY_STRING"] = ""
-        request.other.pop("PATH_INFO", None)
+        _publish_instead(request, DONE_VIEW)
+
+
+def _publish_instead(request, path):
+    """Publish ``path`` instead of the request's own: IPubStart comes before
+    traversal, and this is the one way to publish something else (the
+    request's own path must not run)."""
+    request.environ["PATH_INFO"] = path
+    request.environ["QUERY_STRING"] = ""
+    request.other.pop("PATH_INFO", None)
 
 
 def _recorded(task_id):
@@ -138,6 +151,13 @@ def task_before_commit(event):
     if done is None:
         done = root[DONE_KEY] = OOBTree()
     done[task[0]] = time.time()
+
+
+class TaskRefused(BrowserView):
+    """What a request that claims to be a task's, and is not, publishes."""
+
+    def __call__(self):
+        raise Forbidden("not a valid task request")
 
 
 class TaskDone(BrowserView):
