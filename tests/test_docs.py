@@ -193,6 +193,19 @@ README_FIGURES = [
      [("overhead/results/package/median_cpu_us", "{:,.0f} µs"),
       ("overhead/results/stock/median_cpu_us", "{:,.0f} µs"),
       ("overhead/parameters/rounds", "{}")]),
+    ("Measured in one run (``benchmarks/tasks.py``, no-op tasks): **{} "
+     "tasks per second** end to end, each a real request through ZPublisher, "
+     "against {} for Huey's SQLite storage",
+     [("tasks/engines/futures/burst/tasks_per_s", "{:,.0f}"),
+      ("tasks/engines/huey/burst/tasks_per_s", "{:,.0f}")]),
+    ("commit to start **{}** at p50 (Huey, polling: {}), {} at p99; a plain "
+     "page's p99 **{}** during a flood of {} tasks against {} unloaded.",
+     [("tasks/engines/futures/sparse/commit_to_start_p50_ms", "{:.1f} ms"),
+      ("tasks/engines/huey/sparse/commit_to_start_p50_ms", "{:.1f} ms"),
+      ("tasks/engines/futures/sparse/commit_to_start_p99_ms", "{:.1f} ms"),
+      ("tasks/flood/during_flood/p99_ms", "{:.1f} ms"),
+      ("tasks/flood/tasks", "{:,}"),
+      ("tasks/flood/unloaded/p99_ms", "{:.1f} ms")]),
     ("The figures at the top come from ``benchmarks/slow_requests.py`` ({} "
      "concurrent requests, ``threads = {}``)",
      [("slow_requests/parameters/requests", "{}"),
@@ -462,7 +475,7 @@ def test_a_failed_or_unclean_run_is_refused():
     # Positive control.
     clean = {"commit": {"sha": "9631219", "dirty": False}, "failures": [],
              "slow_requests": {}, "stream_memory": {}, "executors": {},
-             "scale": {}, "soak": {}, "overhead": {}}
+             "scale": {}, "soak": {}, "overhead": {}, "tasks": {}}
     assert run_problems(clean) == []
     assert run_problems({**clean, "failures": ["stream iterator, C = 256: 503"]})
     assert run_problems({**clean, "commit": {"sha": "9631219", "dirty": True}})
