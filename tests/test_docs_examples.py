@@ -75,6 +75,8 @@ RUN_BY = {
     # docs/tasks.rst: tests/test_functional_tasks.py (a real Zope, its
     # own consumer), the test app's views running the snippet.
     "taskqueue-example": "tests/futures_testapp/views.py",
+    # docs/tasks.rst: loaded as ZCML, its utilities checked.
+    "periodic-zcml": "tests/test_tasks_schedule.py",
 }
 
 #: Each file the manual includes (``.. literalinclude::``, relative to the
@@ -97,7 +99,7 @@ DOCTESTS_RUN_BY = "./scripts/docs"
 #: (an included file's: its path), each with the reason. One entry covers
 #: every block of the page with that first line.
 FRAGMENTS = {
-    ("docs/tasks.rst", "task_periodic.nightly-report  0 3 * * *  /Plone/@@nightly-report"):
+    ("docs/tasks.rst", "task_periodic.nightly-report  0 4 * * *  /Plone/@@nightly-report"):
         "zope.conf lines, not code: test_the_periodic_tasks_lines_of_the_manual_are_valid "
         "(below) reads them with Settings.from_mapping, and tests/"
         "test_functional_tasks.py runs an @every periodic task on two instances",
@@ -637,4 +639,5 @@ def test_the_periodic_tasks_lines_of_the_manual_are_valid():
     assert len(lines) == 2, lines
     mapping = dict(line.split(None, 1) for line in lines)
     settings = Settings.from_mapping(mapping)
-    assert [name for name, _, _ in settings.periodic] == ["nightly-report", "sync"]
+    assert settings.periodic == (("nightly-report", "0 4 * * *", "/Plone/@@nightly-report"),
+                                 ("sync", "off", ""))

@@ -365,6 +365,20 @@ def test_a_periodic_task_fires_once_per_slot_with_two_instances(make_zope, tmp_p
     assert done <= requests() <= done + running
 
 
+def test_a_periodic_task_declared_in_zcml_fires_and_zope_conf_can_switch_it_off(make_zope):
+    # tests/futures_periodic declares <futures:periodic name="zcml-tick"
+    # schedule="@every 2">; an instance whose zope.conf says
+    # task_periodic.zcml-tick off runs it never (the control: the first
+    # instance, which says nothing, runs it).
+    packages = ("futures_testapp", "futures_periodic")
+    on = make_zope(product_config=CONFIG, packages=packages)
+    off = make_zope(product_config={**CONFIG, "task_periodic.zcml-tick": "off"},
+                    packages=packages)
+    wait_for(lambda: on.access_log().count("task-job?token=zcml-tick") >= 2,
+             timeout=30, message="two slots of the ZCML periodic task run")
+    assert off.access_log().count("task-job?token=zcml-tick") == 0
+
+
 def dead_letter_action(zope, headers=None, method="POST", **form):
     body = urllib.parse.urlencode(form).encode()
     status, response_headers, _ = zope.request(

@@ -5,7 +5,8 @@ import pytest
 
 from collective.futures.settings import Settings
 from collective.futures.exceptions import ConfigurationError
-from collective.futures.tasks.schedule import parse, slot_task_id, utc
+from collective.futures.tasks.schedule import (
+    PeriodicTask, merge_periodic, parse, slot_task_id, utc)
 
 
 def test_cron_fields_name_the_latest_slot():
@@ -72,3 +73,84 @@ def test_periodic_tasks_are_declared_in_the_product_config():
             ("task_periodic.x", "/a", "five fields")]:
         with pytest.raises(ConfigurationError, match=message):
             Settings.from_mapping({key: value})
+
+
+def test_zope_conf_overrides_or_switches_off_a_periodic_task_declared_in_zcml():
+    declared = [PeriodicTask("nightly", parse("0 3 * * *"), "/Plone/@@nightly",
+                             origin="<futures:periodic name='nightly'>"),
+                PeriodicTask("sync", parse("@every 300"), "/Plone/@@sync", queue="bulk"),
+                PeriodicTask("noisy", parse("@every 5"), "/Plone/@@noisy")]
+    settings = Settings.from_mapping({"task_periodic.nightly": "0 4 * * * /Plone/@@later",
+                                      "task_periodic.noisy": "off"})
+    assert settings.periodic[1] == ("noisy", "off", "")
+    merged = merge_periodic(declared, settings.periodic)
+    assert [(t.name, t.schedule.text, t.path, t.queue) for t in merged] == [
+        ("nightly", "0 4 * * *", "/Plone/@@later", None),
+        ("sync", "@every 300", "/Plone/@@sync", "bulk")]
+    # Switching off what nobody declared is no error.
+    assert merge_periodic([], (("ghost", "off", ""),)) == []
+
+
+def test_a_periodic_task_on_an_unknown_queue_stops_the_start(tmp_path):
+    from collective.futures.tasks.service import TaskService
+    declared = [PeriodicTask("sync", parse("@every 300"), "/Plone/@@sync",
+                             queue="bulk", origin="<futures:periodic name='sync'>")]
+    with pytest.raises(ConfigurationError, match=r"<futures:periodic name='sync'>: "
+                                                 r"queue 'bulk' is not one of"):
+        TaskService(Settings.from_mapping({}), tmp_path, declared)
+    # The control: with the queue configured, it is taken.
+    service = TaskService(Settings.from_mapping({"task_queues": "default bulk"}),
+                          tmp_path, declared)
+    assert [task.name for task in service.periodic] == ["sync"]
+
+
+ZCML = """<configure xmlns="http://namespaces.zope.org/zope"
+           xmlns:futures="http://namespaces.zope.org/futures">
+  {}
+</configure>"""
+
+
+@pytest.fixture
+def zcml():
+    """Loads a ZCML document, the package's directives known."""
+    import collective.futures
+    from zope.component.testing import setUp, tearDown
+    from zope.configuration import xmlconfig
+    setUp()
+    context = xmlconfig.file("meta.zcml", collective.futures)
+    yield lambda document: xmlconfig.string(document, context=context)
+    tearDown()
+
+
+def test_the_manuals_periodic_zcml_declares_its_two_tasks(zcml):
+    from doc_snippets import snippet
+    from zope.component import getUtilitiesFor
+    from collective.futures.interfaces import IPeriodicTask
+    text = snippet("docs/tasks.rst", "periodic-zcml", "xml")
+    zcml(text)
+    declared = sorted((task for _, task in getUtilitiesFor(IPeriodicTask)),
+                      key=lambda task: task.name)
+    assert [(t.name, t.schedule.text, t.path, t.queue) for t in declared] == [
+        ("nightly-report", "0 3 * * *", "/Plone/@@nightly-report", None),
+        ("sync", "@every 300", "/Plone/@@sync-catalogue", "bulk")]
+
+
+def test_the_periodic_directive_registers_a_named_utility(zcml):
+    from zope.component import getUtility
+    from collective.futures.interfaces import IPeriodicTask
+    zcml(ZCML.format('<futures:periodic name="nightly" schedule="@daily" '
+                     'path="/Plone/@@nightly?x=1" queue="bulk" />'))
+    task = getUtility(IPeriodicTask, name="nightly")
+    assert (task.name, task.schedule.text, task.path, task.queue) == (
+        "nightly", "@daily", "/Plone/@@nightly?x=1", "bulk")
+
+
+@pytest.mark.parametrize("attributes, message", [
+    ('name="n" schedule="61 * * * *" path="/a"', "name='n'>: schedule: .*not a minute"),
+    ('name="n" schedule="@daily" path="relative"', "name='n'>: path: .*from the root"),
+    ('name="n m" schedule="@daily" path="/a"', "name must be"),
+])
+def test_a_bad_periodic_directive_fails_naming_it(zcml, attributes, message):
+    from zope.configuration.exceptions import ConfigurationError as ZCMLError
+    with pytest.raises(ZCMLError, match=message):
+        zcml(ZCML.format(f"<futures:periodic {attributes} />"))

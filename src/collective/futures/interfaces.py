@@ -198,6 +198,17 @@ class INamedPromise(Interface):
 
 # Background tasks (collective.futures.tasks)
 
+class IPeriodicTask(Interface):
+    """A periodic background task declared with ``<futures:periodic>``
+    (a named utility; ``task_periodic.NAME`` in zope.conf overrides it
+    or, with ``off``, switches it off)."""
+
+    name = Attribute("The name (the same on every instance)")
+    schedule = Attribute("When it fires (tasks.schedule.Schedule)")
+    path = Attribute("The path requested, from the root, with its query")
+    queue = Attribute("The queue (None: the first of task_queues)")
+
+
 #: A task's states. ``prepared``: written by a transaction that has voted
 #: but not finished (invisible to consumers); ``queued``: waiting for its
 #: ``eta``; ``running``: leased by a consumer until ``lease_until``;

@@ -60,12 +60,13 @@ def get_tasks():
         return _tasks
 
 
-def configure_tasks(settings, var_dir):
+def configure_tasks(settings, var_dir, declared=()):
     """Replace the process's TaskService with one built from ``settings``
-    (a relative SQLite path lives in ``var_dir``); the old one stops."""
+    (a relative SQLite path lives in ``var_dir``) and the periodic tasks
+    ``declared`` in ZCML; the old one stops."""
     global _tasks
     from .tasks.service import TaskService
-    service = TaskService(settings, var_dir)
+    service = TaskService(settings, var_dir, declared)
     with _lock:
         old, _tasks = _tasks, service
     if old is not None:

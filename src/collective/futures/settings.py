@@ -434,6 +434,9 @@ def _periodic_task(key, raw):
         raise ConfigurationError(
             f"<product-config collective.futures>: {key!r}: the periodic task's "
             f"name must be letters, digits, '-', '_' or '.'")
+    if str(raw).strip() == "off":
+        # Switches off the periodic task of that name declared in ZCML.
+        return name, "off", ""
     schedule, _, path = str(raw).strip().rpartition(" ")
     try:
         parse(schedule)
@@ -442,5 +445,5 @@ def _periodic_task(key, raw):
         raise ConfigurationError(
             f"<product-config collective.futures>: bad value {raw!r} for {key!r}: "
             f"{exc} (the value is SCHEDULE PATH: '0 3 * * * /Plone/@@nightly', "
-            f"'@every 60 /Plone/@@tick')") from exc
+            f"'@every 60 /Plone/@@tick', or 'off' for one declared in ZCML)") from exc
     return name, schedule.strip(), path

@@ -111,6 +111,35 @@ def _a(name):
     return ("an " if name == "hour" else "a ") + name
 
 
+class PeriodicTask:
+    """A periodic task: ``path`` requested on ``queue`` (None: the first)
+    at every slot of ``schedule`` (a Schedule). ``origin`` says where it
+    was declared, for messages."""
+
+    def __init__(self, name, schedule, path, queue=None, origin=""):
+        self.name, self.schedule, self.path = name, schedule, path
+        self.queue, self.origin = queue, origin
+
+    def __repr__(self):
+        return (f"<PeriodicTask {self.name!r} {self.schedule.text!r} {self.path!r}"
+                f"{' on ' + self.queue if self.queue else ''}>")
+
+
+def merge_periodic(declared, configured):
+    """The periodic tasks to run: those ``declared`` (PeriodicTask, from
+    ZCML), then ``configured`` ((name, schedule text, path), from
+    zope.conf) over them: the operator's word wins, and ``off`` removes
+    a declared one. Sorted by name."""
+    tasks = {task.name: task for task in declared}
+    for name, text, path in configured:
+        if text == "off":
+            tasks.pop(name, None)
+        else:
+            tasks[name] = PeriodicTask(name, parse(text), path,
+                                       origin=f"task_periodic.{name}")
+    return [tasks[name] for name in sorted(tasks)]
+
+
 def slot_task_id(name, slot):
     """The id of the task of periodic task ``name`` at ``slot``: the same
     on every instance."""

@@ -17,11 +17,11 @@ import threading
 import time
 
 from ..core.metrics import Histogram
-from ..exceptions import TaskQueueError
+from ..exceptions import ConfigurationError, TaskQueueError
 from .binding import bind
 from .consumer import Consumer
 from .model import new_task
-from .schedule import parse, slot_task_id
+from .schedule import merge_periodic, slot_task_id
 from .sqlite import SQLiteBackend
 
 
@@ -50,12 +50,17 @@ class TaskService:
     """See the module's docstring. ``settings``: the validated Settings;
     ``var_dir``: where a relative SQLite path lives."""
 
-    def __init__(self, settings, var_dir):
+    def __init__(self, settings, var_dir, declared=()):
         self.settings = settings
         self.queues = tuple(settings.task_queues.split())
-        #: (name, Schedule, path) of the periodic tasks.
-        self.periodic = tuple((name, parse(text), path)
-                              for name, text, path in settings.periodic)
+        #: The periodic tasks (PeriodicTask): ``declared`` in ZCML, with
+        #: zope.conf's ``task_periodic.NAME`` over them.
+        self.periodic = tuple(merge_periodic(declared, settings.periodic))
+        for task in self.periodic:
+            if task.queue is not None and task.queue not in self.queues:
+                raise ConfigurationError(
+                    f"{task.origin}: queue {task.queue!r} is not one of task_queues "
+                    f"({' '.join(self.queues)})")
         self.default_queue = self.queues[0]
         self.path = backend_path(settings.task_backend, var_dir)
         self.consumer = None
@@ -177,12 +182,14 @@ class TaskService:
         # Why wait here: a second between looks at the clock; stop ends it.
         while not self._stopped.wait(PERIODIC_TICK):
             now = time.time()
-            for name, schedule, path in self.periodic:
-                slot = schedule.latest(now, horizon=PERIODIC_HORIZON)
+            for periodic in self.periodic:
+                name = periodic.name
+                slot = periodic.schedule.latest(now, horizon=PERIODIC_HORIZON)
                 if slot is None or fired.get(name) == slot:
                     continue
                 try:
-                    task = new_task(path, queue=self.default_queue, eta=slot, now=slot,
+                    task = new_task(periodic.path, eta=slot, now=slot,
+                                    queue=periodic.queue or self.default_queue,
                                     max_attempts=self.settings.task_attempts,
                                     backoff=self.settings.task_backoff)
                     task["id"] = slot_task_id(name, slot)

@@ -35,7 +35,7 @@ def process_starting(event):
         logger.info("collective.futures raised the soft limit of open files "
                     "(ulimit -n) from %d to %d", before, after)
     runtime.configure(settings)
-    tasks = runtime.configure_tasks(settings, _var_dir())
+    tasks = runtime.configure_tasks(settings, _var_dir(), _declared_periodic())
     drain = None
     if settings.suspend and server.install():
         from ..server.channel import detached_channels
@@ -54,6 +54,13 @@ def process_starting(event):
         "collective.futures ready: %s; max_workers=%d timeout=%gs "
         "max_passes=%d", mode, settings.max_workers, settings.timeout,
         settings.max_passes)
+
+
+def _declared_periodic():
+    """The periodic tasks of ``<futures:periodic>`` (ZCML is loaded by now)."""
+    from zope.component import getUtilitiesFor
+    from ..interfaces import IPeriodicTask
+    return [task for _, task in getUtilitiesFor(IPeriodicTask)]
 
 
 def _var_dir():

@@ -1,5 +1,5 @@
-"""The ``<futures:promise>`` ZCML directive (namespace
-``http://namespaces.zope.org/futures``)."""
+"""The ``<futures:promise>`` and ``<futures:periodic>`` ZCML directives
+(namespace ``http://namespaces.zope.org/futures``)."""
 
 from zope.component.zcml import utility
 from zope.configuration.fields import GlobalObject
@@ -7,7 +7,9 @@ from zope.interface import Interface
 from zope.schema import Bool, Float, TextLine
 from zope.security.zcml import Permission
 
-from ..interfaces import INamedPromise
+from zope.configuration.exceptions import ConfigurationError
+
+from ..interfaces import INamedPromise, IPeriodicTask
 from ..settings import BUILTIN_EXECUTORS
 from .named import NamedPromise
 
@@ -32,3 +34,32 @@ def promise(_context, name, handler, permission, executor=None, shared=False,
         raise ValueError(f"<futures:promise name={name!r}>: bad executor {executor!r}")
     utility(_context, provides=INamedPromise, name=name,
             component=NamedPromise(name, handler, permission, executor, shared, ttl))
+
+
+class IPeriodicDirective(Interface):
+    name = TextLine(title="Name", description="The same on every instance; "
+                    "task_periodic.NAME in zope.conf overrides it")
+    schedule = TextLine(title="Schedule", description="Cron's five fields "
+                        "(UTC), @every N, @hourly, @daily or @weekly")
+    path = TextLine(title="Path", description="From the root, with a query if wanted")
+    queue = TextLine(title="Queue (default: the first of task_queues)",
+                     required=False)
+
+
+def periodic(_context, name, schedule, path, queue=None):
+    from ..tasks.model import target
+    from ..tasks.schedule import PeriodicTask, parse
+    where = f"<futures:periodic name={name!r}>"
+    if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+        raise ConfigurationError(f"{where}: the name must be letters, digits, "
+                                 f"'-', '_' or '.'")
+    try:
+        parsed = parse(schedule)
+    except ValueError as exc:
+        raise ConfigurationError(f"{where}: schedule: {exc}") from exc
+    try:
+        path = target(path)
+    except Exception as exc:
+        raise ConfigurationError(f"{where}: path: {exc}") from exc
+    utility(_context, provides=IPeriodicTask, name=name,
+            component=PeriodicTask(name, parsed, path, queue, origin=where))
