@@ -103,6 +103,12 @@ FRAGMENTS = {
         "zope.conf lines, not code: test_the_periodic_tasks_lines_of_the_manual_are_valid "
         "(below) reads them with Settings.from_mapping, and tests/"
         "test_functional_tasks.py runs an @every periodic task on two instances",
+    ("docs/tasks.rst", 'taskqueue.add("/Plone/reports/@@build", run_as="reports-bot")'):
+        "two calls, not a program (the reader's paths and user): the Plone "
+        "suite runs add() with run_as a user id and ANONYMOUS "
+        "(tests_plone/test_plone_tasks.py::"
+        "test_a_task_runs_as_the_user_trusted_code_names), the core suite its "
+        "errors (tests/test_functional_tasks.py)",
     ("docs/configuration.rst", "<product-config collective.futures>"):
         "a zope.conf excerpt, not code: the doctest below it validates the "
         "same strings with Settings.from_mapping (what startup calls), and "

@@ -146,6 +146,56 @@ def test_a_task_takes_the_queuing_requests_virtual_host_and_language(zope):
     assert info["accept_language"] == "fi"
 
 
+def test_run_as_names_a_user_a_task_can_run_as_or_fails_at_add(zope):
+    # Plain Zope's root user folder cannot authenticate a task's user:
+    # naming one of its users fails at add(), naming the argument, and
+    # queues nothing (rather than running the task as Anonymous).
+    before = len(zope.log())
+    for run_as, message in [
+            ("admin", "run_as: 'admin' is a user of /acl_users, which cannot "
+                      "authenticate a task's user"),
+            ("nobody", "run_as: no user 'nobody' in /acl_users")]:
+        code, _ = zope.get(f"/@@queue-task?path=/@@task-job&token=run-as-{run_as}"
+                           f"&run_as={run_as}", headers=zope.admin_headers())
+        assert code == 500
+        assert message in zope.log()[before:]
+    # Queued by that user implicitly, the task runs as Anonymous: add()
+    # says so in the log.
+    code, task_id = zope.get("/@@queue-task?path=/@@task-job&token=run-as-implicit",
+                             headers=zope.admin_headers())
+    assert code == 200
+    assert ("a task queued by 'admin' of /acl_users will run as Anonymous"
+            in zope.log()[before:])
+    # The control: ANONYMOUS is a user any task can run as.
+    code, task_id = zope.get("/@@queue-task?path=/@@task-job&token=run-as-anonymous"
+                             "&run_as=anonymous", headers=zope.admin_headers())
+    assert code == 200
+    settled(zope, task_id, "done")
+    assert counter(zope, "task.run-as-anonymous.started") == 1
+    assert counter(zope, "task.run-as-admin.started") == 0
+    assert counter(zope, "task.run-as-nobody.started") == 0
+
+
+@pytest.mark.parametrize("name, expression", [
+    ("module", "modules['collective.futures.taskqueue'].add('/@@task-job', "
+               "params={'token': 'ttw'}, run_as='admin')"),
+    ("attribute", "modules['collective.futures'].taskqueue.add('/@@task-job', "
+                  "params={'token': 'ttw'})"),
+])
+def test_restricted_code_cannot_queue_a_task(zope, name, expression):
+    # A through-the-web template, even a Manager's request: taskqueue is
+    # for trusted code (run_as names any user).
+    from test_templates_security import add_template
+    add_template(zope, f"ttw_task_{name}",
+                 f'<p tal:content="python: {expression}">x</p>')
+    status, body = zope.get(f"/ttw_task_{name}", headers=zope.admin_headers())
+    assert status == 401, (status, body[:300])
+    # The control: the same harness renders a template that stays within.
+    add_template(zope, f"ttw_task_control_{name}", '<p tal:content="python: 6 * 7">x</p>')
+    assert zope.get(f"/ttw_task_control_{name}") == (200, "<p>42</p>")
+    assert counter(zope, "task.ttw.started") == 0
+
+
 def test_a_forged_task_request_is_refused(zope):
     forged = {"X-Task-Id": "0" * 32, "X-Futures-Task-Lease": "l",
               "X-Futures-Task-Expires": str(int(time.time()) + 60),

@@ -103,3 +103,12 @@ def test_characters_a_url_path_cannot_carry_are_encoded():
 def test_a_header_value_that_http_cannot_carry_is_refused():
     with pytest.raises(TaskQueueError, match="^headers: 'X-Name': an HTTP header value is latin-1"):
         new_task("/x", queue="q", headers={"X-Name": "Jänë ☃"})
+
+
+def test_run_as_must_be_a_user_id_a_user_or_anonymous():
+    from collective.futures import taskqueue
+    assert taskqueue._named_user(taskqueue.ANONYMOUS) is None
+    for wrong in (123, object(), b"jane"):
+        with pytest.raises(TaskQueueError, match=r"^run_as: a user id \(str\), a user "
+                                                 r"object or ANONYMOUS"):
+            taskqueue._named_user(wrong)

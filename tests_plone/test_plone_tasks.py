@@ -82,6 +82,28 @@ def test_a_task_runs_as_whoever_queued_it(plone):
     assert users == {"as-jane": "jane", "as-anonymous": "Anonymous User"}
 
 
+def test_a_task_runs_as_the_user_trusted_code_names(plone):
+    ids = {
+        # Queued by Anonymous, run as jane; queued by jane, run as Anonymous.
+        "named-jane": get(plone, "/Plone/@@plone-queue-task?task=plone-task-whoami"
+                                 "&token=named-jane&run_as=jane")[1],
+        "named-anonymous": get(plone, "/Plone/@@plone-queue-task?task=plone-task-whoami"
+                                      "&token=named-anonymous&run_as=anonymous",
+                               Authorization=JANE)[1],
+    }
+    for task_id in ids.values():
+        assert settled(plone, task_id)["state"] == "done"
+    users = json.loads(get(plone, "/Plone/@@plone-task-users")[1])
+    assert (users["named-jane"], users["named-anonymous"]) == ("jane", "Anonymous User")
+    # The Zope root's admin is not a user of the site's user folder: the
+    # site finds no such user, and add() fails rather than run the task as
+    # someone else.
+    status, _ = get(plone, "/Plone/@@plone-queue-task?task=plone-task-whoami"
+                           "&token=named-admin&run_as=admin")
+    assert status == 500
+    assert "run_as: no user 'admin' in /Plone/acl_users" in plone.log()
+
+
 def test_a_tasks_status_for_rest_api_clients_is_for_its_user(plone):
     status, task_id = get(plone, "/Plone/@@plone-queue-task?task=plone-task-whoami"
                                  "&token=rest", Authorization=JANE)

@@ -520,7 +520,8 @@ class PersistentArgument(View):
 class QueueTask(View):
     """Queues a task to ``path`` (with ``token`` as a parameter) and answers
     its id; ``fail=1`` then raises (the transaction aborts), ``dedup``,
-    ``delay``, ``attempts``, ``queue``, ``method`` are passed on."""
+    ``delay``, ``attempts``, ``queue``, ``method``, ``run_as`` (a user id,
+    or ``anonymous`` for ANONYMOUS) are passed on."""
 
     def __call__(self):
         from collective.futures import taskqueue
@@ -536,6 +537,9 @@ class QueueTask(View):
             kwargs["attempts"] = int(form["attempts"])
         if "backoff" in form:
             kwargs["backoff"] = float(form["backoff"])
+        if "run_as" in form:
+            kwargs["run_as"] = (taskqueue.ANONYMOUS if form["run_as"] == "anonymous"
+                                else form["run_as"])
         task_id = taskqueue.add(form["path"], params={"token": form.get("token", "")},
                                 **kwargs)
         if form.get("fail"):

@@ -10,6 +10,7 @@ written for it runs unchanged; the keyword-only ones are new.
 Runs on: the thread that calls it (a Zope worker, a script).
 """
 
+import logging
 import time
 import urllib.parse
 
@@ -20,9 +21,21 @@ from .runtime import get_tasks
 from .tasks.model import new_task, target
 
 
-__all__ = ["add", "status"]
+__all__ = ["add", "status", "ANONYMOUS"]
+
+logger = logging.getLogger("collective.futures.tasks")
 
 _marker = object()
+
+
+class _Anonymous:
+    def __repr__(self):
+        return "taskqueue.ANONYMOUS"
+
+
+#: ``add(..., run_as=ANONYMOUS)``: the task runs as Anonymous, whoever
+#: queues it.
+ANONYMOUS = _Anonymous()
 
 #: The queuing request's headers a task takes over: what says how to
 #: answer (its language, the formats it accepts). Not the others: they
@@ -31,10 +44,14 @@ _marker = object()
 #: be a task's own (a task that queues another).
 COPIED_HEADERS = ("Accept", "Accept-Language")
 
+#: The PAS plugin that authenticates a task's user
+#: (collective.futures.plone.taskuser.PLUGIN_ID).
+TASK_USER_PLUGIN = "collective_futures_tasks"
+
 
 def add(url=None, method="GET", params=None, headers=None, payload=_marker,
         queue=_marker, *, delay=None, eta=None, attempts=None, backoff=None,
-        dedup=None):
+        dedup=None, run_as=None):
     """Queue a request to ``url`` when the current transaction commits;
     return the task's id (a str).
 
@@ -52,7 +69,10 @@ def add(url=None, method="GET", params=None, headers=None, payload=_marker,
     ``backoff``: seconds before its first retry (default
     ``task_backoff``), doubling with each further one; ``dedup``: a key;
     while a task of the same queue with this key waits or runs, the
-    existing task's id is returned and nothing is added.
+    existing task's id is returned and nothing is added; ``run_as``: who
+    the task runs as, named by trusted code instead of the current user:
+    a user id of the current site's user folder (the nearest one up from
+    the site), a user object (of any user folder), or ANONYMOUS.
 
     A bad argument raises TaskQueueError naming it. If the backend cannot
     take the task, the transaction fails at its commit
@@ -84,7 +104,7 @@ def add(url=None, method="GET", params=None, headers=None, payload=_marker,
         payload = _body(request)
     task = new_task(
         path, queue=queue, method=method, headers=copied, payload=payload,
-        user=_user(), eta=eta, now=now,
+        user=_user() if run_as is None else _named_user(run_as), eta=eta, now=now,
         max_attempts=settings.task_attempts if attempts is None else attempts,
         backoff=settings.task_backoff if backoff is None else backoff, dedup=dedup)
     if dedup is not None:
@@ -146,14 +166,72 @@ def _body(request):
 def _user():
     """The current user, as a task records it (None: anonymous)."""
     from AccessControl.SecurityManagement import getSecurityManager
-    from Acquisition import aq_inner, aq_parent
+    from Acquisition import aq_base, aq_inner, aq_parent
     user = getSecurityManager().getUser()
+    recorded = _recorded(user)
+    if recorded is not None:
+        folder = aq_parent(aq_inner(user))
+        if TASK_USER_PLUGIN not in getattr(aq_base(folder), "objectIds", lambda: ())():
+            logger.warning(
+                "a task queued by %r of %s will run as Anonymous: that user "
+                "folder cannot authenticate a task's user (see run_as)",
+                recorded["id"], recorded["folder"] or "a user folder")
+    return recorded
+
+
+def _recorded(user):
+    from Acquisition import aq_inner, aq_parent
     user_id = user.getId() if user is not None else None
     if not user_id:
         return None
     folder = aq_parent(aq_inner(user))
     path = "/".join(folder.getPhysicalPath()) if hasattr(folder, "getPhysicalPath") else ""
     return {"id": user_id, "folder": path}
+
+
+def _named_user(run_as):
+    """The user ``run_as`` names (see ``add``), as a task records it."""
+    if run_as is ANONYMOUS:
+        return None
+    if isinstance(run_as, str):
+        from zope.component.hooks import getSite
+        site = getSite()
+        if site is None:  # plain Zope: the root
+            request = getRequest()
+            parents = request.get("PARENTS") if request is not None else None
+            site = parents[-1] if parents else None
+        folder = getattr(site, "acl_users", None) if site is not None else None
+        if folder is None or not hasattr(folder, "getUserById"):
+            raise TaskQueueError(f"run_as: no user folder to find {run_as!r} in "
+                                 f"(no site); pass a user object")
+        user = folder.getUserById(run_as)
+        if user is None:
+            where = "/".join(folder.getPhysicalPath())
+            raise TaskQueueError(f"run_as: no user {run_as!r} in {where}")
+        # The user folder that has them (acquired: the nearest one).
+        if not hasattr(user, "aq_parent"):
+            user = user.__of__(folder)
+    elif hasattr(run_as, "getId") and hasattr(run_as, "aq_parent"):
+        user = run_as
+    else:
+        raise TaskQueueError(f"run_as: a user id (str), a user object or ANONYMOUS, "
+                             f"not {type(run_as).__name__}")
+    from Acquisition import aq_base, aq_inner, aq_parent
+    folder = aq_parent(aq_inner(user))
+    recorded = _recorded(user)
+    if recorded is None or not recorded["folder"]:
+        raise TaskQueueError(f"run_as: {run_as!r} is not a user of a user folder")
+    if TASK_USER_PLUGIN not in getattr(aq_base(folder), "objectIds", lambda: ())():
+        # Nothing there could authenticate them: the task would run as
+        # Anonymous, which is not what the caller asked for.
+        raise TaskQueueError(
+            f"run_as: {recorded['id']!r} is a user of {recorded['folder']}, which "
+            f"cannot authenticate a task's user (a PAS user folder with the "
+            f"{TASK_USER_PLUGIN!r} plugin can: a Plone site's, with the add-on "
+            f"installed)")
+    return recorded
+    raise TaskQueueError(f"run_as: a user id (str), a user object or ANONYMOUS, "
+                         f"not {type(run_as).__name__}")
 
 
 def _virtual_hosted(path, request):
