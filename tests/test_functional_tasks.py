@@ -330,6 +330,18 @@ def test_instances_sharing_a_queue_run_each_task_once(instances):
     assert sum(ran) == len(tokens) and all(ran), ran
 
 
+def test_the_zodbs_record_of_done_tasks_is_pruned_after_task_keep_done(make_zope):
+    zope = make_zope(product_config={**CONFIG, "task_keep_done": "1"})
+    first = queue(zope, "recorded-first")
+    settled(zope, first, "done")
+    assert first in json.loads(zope.get("/@@task-done-records")[1])
+    time.sleep(2.5)  # the first record is now older than task_keep_done
+    second = queue(zope, "recorded-second")
+    settled(zope, second, "done")
+    # The second task's transaction pruned the first's record.
+    assert json.loads(zope.get("/@@task-done-records")[1]) == [second]
+
+
 def test_a_task_cut_by_sigkill_runs_again_after_the_restart(make_zope):
     zope = make_zope(threads=3, product_config=CONFIG)
     task_id = queue(zope, "killed", sleep_once=60)

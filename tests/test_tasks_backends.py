@@ -378,6 +378,21 @@ def test_purge_removes_done_tasks_finished_long_ago(backend):
     assert backend.purge(50, now=T0 + 120) == 0
 
 
+def test_purge_removes_dead_tasks_buried_long_ago_when_asked(backend):
+    ids = add(backend, task(eta=T0 - 3), task(eta=T0 - 2), task(eta=T0 - 1))
+    old, young, done = ids
+    leases = {lease[0]: lease for lease, _ in backend.lease("default", "c1", 3, 30, now=T0)}
+    backend.bury(leases[old], "bad", now=T0)
+    backend.bury(leases[young], "bad", now=T0 + 100)
+    backend.ack(leases[done], now=T0 + 100)
+    # Without dead_older_than, the dead letters stay (the control).
+    assert backend.purge(50, now=T0 + 120) == 0
+    assert backend.purge(50, now=T0 + 120, dead_older_than=60) == 1
+    assert backend.status(old) is None
+    assert [state(backend, i) for i in (young, done)] == ["dead", "done"]
+    assert [t["id"] for t in backend.dead_letters("default")] == [young]
+
+
 def test_payload_headers_and_user_round_trip(backend):
     payload = b"\x00\xff\xfe{\"a\": 1}\xc3\x28\r\n"  # not UTF-8
     headers = [["Content-Type", "application/json"], ["X-Trace", "a b; c"]]
@@ -569,3 +584,22 @@ def test_sqlite_the_file_is_readable_by_its_owner_only(tmp_path):
             assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
     finally:
         backend.close()
+
+
+def test_housekeeping_purges_by_task_keep_done_and_task_keep_dead(tmp_path):
+    # The service's round passes both settings to the backend (SQLite).
+    from collective.futures.settings import Settings
+    from collective.futures.tasks.service import TaskService
+    service = TaskService(Settings.from_mapping(
+        {"task_keep_done": "100", "task_keep_dead": "1000"}), tmp_path)
+    backend = service.backend
+    ids = add(backend, task(eta=T0 - 2), task(eta=T0 - 1))
+    done, dead = ids
+    leases = {lease[0]: lease for lease, _ in backend.lease("default", "c1", 2, 30, now=T0)}
+    backend.ack(leases[done], now=T0)
+    backend.bury(leases[dead], "bad", now=T0)
+    assert service.keep_house(now=T0 + 500) == 1  # the done one only
+    assert backend.status(done) is None and state(backend, dead) == "dead"
+    assert service.keep_house(now=T0 + 1500) == 1
+    assert backend.status(dead) is None
+    backend.close()

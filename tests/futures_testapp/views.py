@@ -627,6 +627,16 @@ class QueueMany(View):
         return str(n)
 
 
+class TaskDoneRecords(View):
+    """The ids in the ZODB's record of done tasks."""
+
+    def __call__(self):
+        from collective.futures.zope.tasks import DONE_KEY
+        root = self.context.getPhysicalRoot()._p_jar.root()
+        self.request.response.setHeader("Content-Type", "application/json")
+        return json.dumps(sorted(root.get(DONE_KEY, {}).keys()))
+
+
 class TaskNoop(View):
     def __call__(self):
         return "ok"

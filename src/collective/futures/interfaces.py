@@ -340,9 +340,10 @@ class ITaskBackend(Interface):
         the work was committed), never run silently nor dropped. Returns
         how many."""
 
-    def purge(older_than, now=None):
+    def purge(older_than, now=None, dead_older_than=None):
         """Done tasks finished more than ``older_than`` seconds ago are
-        removed. Returns how many."""
+        removed, and dead ones buried more than ``dead_older_than``
+        seconds ago (None: dead tasks are kept). Returns how many."""
 
     def secret():
         """A random secret (64 hexadecimal characters) made on the first

@@ -320,6 +320,11 @@ OPTIONS = (
         "a week.",
     ),
     Option(
+        "task_keep_dead", _seconds, 2592000.0,
+        "Seconds a dead task is kept in the dead letters (to be re-queued "
+        "or deleted) before it is purged: thirty days.",
+    ),
+    Option(
         "task_secret", _secret, "",
         "The secret that signs task requests (32 characters or more). "
         "Empty: a random one kept in the task backend, the same for every "

@@ -213,11 +213,13 @@ class MemoryBackend:
                     count += 1
             return count
 
-    def purge(self, older_than, now=None):
+    def purge(self, older_than, now=None, dead_older_than=None):
         now = time.time() if now is None else now
+        keep = {"done": older_than, "dead": dead_older_than}
         with self._lock:
             old = [task_id for task_id, task in self._tasks.items()
-                   if task["state"] == "done" and task["finished"] < now - older_than]
+                   if keep.get(task["state"]) is not None
+                   and task["finished"] < now - keep[task["state"]]]
             for task_id in old:
                 del self._tasks[task_id]
             return len(old)

@@ -6,8 +6,9 @@ Runs on: the thread that queues a task (``queue``), the main thread at
 startup and shutdown (``start_consumer``, ``stop``), and its own
 threads: ``collective.futures-task-housekeeping``, which every minute
 turns tasks left in doubt into dead letters (``ITaskBackend.recover``)
-and forgets tasks finished longer ago than ``task_keep_done``
-(``purge``); ``collective.futures-task-periodic``, which adds the task of
+and forgets tasks done longer ago than ``task_keep_done``, and dead
+ones buried longer ago than ``task_keep_dead`` (``purge``);
+``collective.futures-task-periodic``, which adds the task of
 each periodic task's slot when it comes (consuming instances only).
 """
 
@@ -206,17 +207,22 @@ class TaskService:
         # Why wait here: a minute between rounds; stop ends the wait.
         while not self._stopped.wait(HOUSEKEEPING_INTERVAL):
             try:
-                backend = self.backend
-                # Prepared tasks older than two leases (and ten minutes):
-                # their process died between vote and finish.
-                buried = backend.recover(max(600.0, 2 * self.settings.task_lease))
-                if buried:
-                    logger.error("%d background task(s) in doubt (queued by a "
-                                 "transaction whose outcome is not known) moved "
-                                 "to the dead letters", buried)
-                backend.purge(self.settings.task_keep_done)
+                self.keep_house()
             except Exception:
                 logger.exception("background tasks: housekeeping failed")
+
+    def keep_house(self, now=None):
+        """One round of housekeeping (see the module's docstring)."""
+        backend = self.backend
+        # Prepared tasks older than two leases (and ten minutes): their
+        # process died between vote and finish.
+        buried = backend.recover(max(600.0, 2 * self.settings.task_lease), now=now)
+        if buried:
+            logger.error("%d background task(s) in doubt (queued by a "
+                         "transaction whose outcome is not known) moved "
+                         "to the dead letters", buried)
+        return backend.purge(self.settings.task_keep_done, now=now,
+                             dead_older_than=self.settings.task_keep_dead)
 
     def stop(self, timeout=10.0):
         """Stop consuming (the running tasks get ``timeout`` seconds; the

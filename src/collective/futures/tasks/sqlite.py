@@ -380,11 +380,16 @@ class SQLiteBackend:
                 "last_error = ? WHERE state = 'prepared' AND prepared < ?",
                 (now, IN_DOUBT, now - older_than)).rowcount
 
-    def purge(self, older_than, now=None):
+    def purge(self, older_than, now=None, dead_older_than=None):
         now = time.time() if now is None else now
         with self._transaction("purge done tasks") as db:
-            return db.execute("DELETE FROM tasks WHERE state = 'done' AND finished < ?",
-                              (now - older_than,)).rowcount
+            count = db.execute("DELETE FROM tasks WHERE state = 'done' AND finished < ?",
+                               (now - older_than,)).rowcount
+            if dead_older_than is not None:
+                count += db.execute(
+                    "DELETE FROM tasks WHERE state = 'dead' AND finished < ?",
+                    (now - dead_older_than,)).rowcount
+            return count
 
 
 #: The last error of a task found prepared but never confirmed.

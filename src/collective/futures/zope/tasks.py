@@ -24,10 +24,13 @@ Runs on: the Zope worker thread publishing a request.
   ConflictError retries both), unless the response is an error (400 or
   more, which the consumer never takes for done). That is what makes a
   task's effect on the ZODB happen once although its delivery is at
-  least once.
+  least once. Records older than ``task_keep_done`` are pruned as later
+  ones are written (``record_done``): the record does not grow forever.
 """
 
+import itertools
 import logging
+import threading
 import time
 
 from zExceptions import Forbidden
@@ -47,6 +50,16 @@ TASK_ATTRIBUTE = "_collective_futures_task"
 #: The ZODB root's key of the record of done tasks (an OOBTree: task id ->
 #: the time its work committed).
 DONE_KEY = "collective.futures.tasks.done"
+#: ... and of its index by time (an OOTreeSet of (int time, task id)), by
+#: which records older than ``task_keep_done`` are pruned.
+DONE_BY_TIME_KEY = "collective.futures.tasks.done-by-time"
+#: At most this many records are pruned in one task's transaction, at
+#: most once per PRUNE_INTERVAL seconds (or ``task_keep_done``, if
+#: shorter) per process.
+PRUNE_BATCH = 500
+PRUNE_INTERVAL = 600.0
+_pruned = {"at": None}
+_prune_lock = threading.Lock()
 #: What a task whose work is recorded publishes instead of its path.
 DONE_VIEW = "/@@futures-task-done"
 #: What a refused task request publishes instead of its path (a 403).
@@ -145,12 +158,44 @@ def task_before_commit(event):
     jar = getattr(parents[-1], "_p_jar", None) if parents else None
     if jar is None:
         return
-    from BTrees.OOBTree import OOBTree
-    root = jar.root()
+    keep = get_tasks().settings.task_keep_done
+    record_done(jar.root(), task[0], time.time(), keep, prune=_prune_due(keep))
+
+
+def _prune_due(keep):
+    now = time.monotonic()
+    with _prune_lock:
+        last = _pruned["at"]
+        if last is not None and now - last < min(PRUNE_INTERVAL, keep):
+            return False
+        _pruned["at"] = now
+        return True
+
+
+def record_done(root, task_id, now, keep, prune=True):
+    """Record in ``root`` (the ZODB's) that the work of ``task_id``
+    committed at ``now``, in the transaction of that work; with
+    ``prune``, also forget at most PRUNE_BATCH records older than
+    ``keep`` seconds (by then the queue can no longer deliver their
+    tasks again: it keeps a done task's status as long). Returns how
+    many were forgotten."""
+    from BTrees.OOBTree import OOBTree, OOTreeSet
     done = root.get(DONE_KEY)
     if done is None:
         done = root[DONE_KEY] = OOBTree()
-    done[task[0]] = time.time()
+    index = root.get(DONE_BY_TIME_KEY)
+    if index is None:
+        index = root[DONE_BY_TIME_KEY] = OOTreeSet()
+    done[task_id] = now
+    index.add((int(now), task_id))
+    if not prune:
+        return 0
+    old = list(itertools.islice(
+        index.keys(max=(int(now - keep),), excludemax=True), PRUNE_BATCH))
+    for key in old:
+        index.remove(key)
+        done.pop(key[1], None)
+    return len(old)
 
 
 class TaskRefused(BrowserView):
