@@ -111,6 +111,18 @@ def test_a_failing_task_is_retried_then_succeeds(zope):
     assert runs(zope)["flaky"] == 1
 
 
+def test_a_conflict_error_is_retried_by_zope_then_by_the_queue(zope):
+    # Two conflicts: Zope publishes the task's request again within the
+    # same delivery (its retries), and it succeeds: one attempt. Five:
+    # Zope's retries run out, the delivery fails with a 5xx, and the
+    # queue delivers it again. Either way its write commits once.
+    within = queue(zope, "conflict-within", conflict_first=2)
+    again = queue(zope, "conflict-again", conflict_first=5)
+    assert settled(zope, within, "done")["attempts"] == 1
+    assert settled(zope, again, "done")["attempts"] == 2
+    assert runs(zope)["conflict-within"] == runs(zope)["conflict-again"] == 1
+
+
 def test_a_task_that_keeps_failing_goes_to_the_dead_letters(zope):
     task_id = queue(zope, "hopeless", fail_first=99, attempts=2)
     dead = settled(zope, task_id, "dead")

@@ -77,6 +77,7 @@ GOOD = {
     "task_backoff": [("2", 2.0), ("0.05", 0.05)],
     "task_poll": [("1", 1.0), ("0.1", 0.1)],
     "task_keep_done": [("604800", 604800.0)],
+    "task_keep_dead": [("2592000", 2592000.0), ("60", 60.0)],
     "task_secret": [("", ""), ("s" * 32, "s" * 32)],
     "task_url": [("", ""), ("http://127.0.0.1:8080/", "http://127.0.0.1:8080")],
 }
@@ -114,6 +115,7 @@ BAD = {
     "task_backoff": ["0", "nan"],
     "task_poll": ["0"],
     "task_keep_done": ["-1"],
+    "task_keep_dead": ["-1", "a month"],
     "task_secret": ["s" * 31],
     "task_url": ["https://example.org", "http://", "127.0.0.1:8080"],
 }

@@ -557,7 +557,8 @@ class TaskStatus(View):
 class TaskJob(View):
     """A task's target: counts its runs in the ZODB (``futures_task_runs``)
     and in memory (``task.<token>`` counters); ``sleep`` seconds;
-    ``status`` answers that status instead (``fail_first`` times only)."""
+    ``status`` answers that status instead (``fail_first`` times only);
+    ``conflict_first``: raises ConflictError that many times."""
 
     def __call__(self):
         form = self.request.form
@@ -581,6 +582,12 @@ class TaskJob(View):
         runs = dict(getattr(app, "futures_task_runs", {}))
         runs[token] = runs.get(token, 0) + 1
         app.futures_task_runs = runs
+        conflict_first = int(form.get("conflict_first", 0))
+        if conflict_first and bump(f"task.{token}.conflicts") <= conflict_first:
+            # After the write: Zope aborts it and publishes the request
+            # again, as for a real conflict.
+            from ZODB.POSException import ConflictError
+            raise ConflictError(f"conflict on purpose ({token})")
         bump(f"task.{token}.committed")
         info = {"token": token, "url": self.request["ACTUAL_URL"],
                 "method": self.request["REQUEST_METHOD"],
