@@ -83,12 +83,20 @@ def test_zope_conf_overrides_or_switches_off_a_periodic_task_declared_in_zcml():
     settings = Settings.from_mapping({"task_periodic.nightly": "0 4 * * * /Plone/@@later",
                                       "task_periodic.noisy": "off"})
     assert settings.periodic[1] == ("noisy", "off", "")
-    merged = merge_periodic(declared, settings.periodic)
+    merged, unknown = merge_periodic(declared, settings.periodic)
     assert [(t.name, t.schedule.text, t.path, t.queue) for t in merged] == [
         ("nightly", "0 4 * * *", "/Plone/@@later", None),
         ("sync", "@every 300", "/Plone/@@sync", "bulk")]
-    # Switching off what nobody declared is no error.
-    assert merge_periodic([], (("ghost", "off", ""),)) == []
+    assert unknown == []
+    # An override keeps the declared queue.
+    merged, _ = merge_periodic(declared, (("sync", "@hourly", "/Plone/@@sync2"),))
+    assert [(t.name, t.queue) for t in merged if t.name == "sync"] == [("sync", "bulk")]
+    # Switching off what nobody declared: said (the service logs it).
+    assert merge_periodic([], (("ghost", "off", ""),)) == ([], ["ghost"])
+    # zope.conf's keys arrive in lower case; so does the name of a
+    # mapping given in another case.
+    settings = Settings.from_mapping({"task_periodic.Noisy": "off"})
+    assert merge_periodic(declared, settings.periodic)[1] == []
 
 
 def test_a_periodic_task_on_an_unknown_queue_stops_the_start(tmp_path):
@@ -149,8 +157,19 @@ def test_the_periodic_directive_registers_a_named_utility(zcml):
     ('name="n" schedule="61 * * * *" path="/a"', "name='n'>: schedule: .*not a minute"),
     ('name="n" schedule="@daily" path="relative"', "name='n'>: path: .*from the root"),
     ('name="n m" schedule="@daily" path="/a"', "name must be"),
+    ('name="Nightly" schedule="@daily" path="/a"', "name must be lower-case"),
 ])
 def test_a_bad_periodic_directive_fails_naming_it(zcml, attributes, message):
     from zope.configuration.exceptions import ConfigurationError as ZCMLError
     with pytest.raises(ZCMLError, match=message):
         zcml(ZCML.format(f"<futures:periodic {attributes} />"))
+
+
+def test_switching_off_an_undeclared_periodic_task_is_logged(tmp_path, caplog):
+    from collective.futures.tasks.service import TaskService
+    declared = [PeriodicTask("nightly", parse("@daily"), "/Plone/@@nightly")]
+    with caplog.at_level("WARNING", logger="collective.futures"):
+        service = TaskService(Settings.from_mapping({"task_periodic.nigthly": "off"}),
+                              tmp_path, declared)
+    assert [task.name for task in service.periodic] == ["nightly"]  # still on
+    assert "task_periodic.nigthly off: no periodic task of that name" in caplog.text

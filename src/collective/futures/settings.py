@@ -434,7 +434,8 @@ def _periodic_task(key, raw):
     """(name, schedule text, path) of ``task_periodic.NAME SCHEDULE PATH``."""
     from .tasks.model import target
     from .tasks.schedule import parse
-    name = key[len(PERIODIC_PREFIX):]
+    # Lower case, as ZConfig gives zope.conf's keys (and ZCML's names are).
+    name = key[len(PERIODIC_PREFIX):].lower()
     if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
         raise ConfigurationError(
             f"<product-config collective.futures>: {key!r}: the periodic task's "

@@ -128,16 +128,21 @@ class PeriodicTask:
 def merge_periodic(declared, configured):
     """The periodic tasks to run: those ``declared`` (PeriodicTask, from
     ZCML), then ``configured`` ((name, schedule text, path), from
-    zope.conf) over them: the operator's word wins, and ``off`` removes
-    a declared one. Sorted by name."""
+    zope.conf) over them: the operator's schedule and path win (the
+    declared queue stays), and ``off`` removes a declared one. Returns
+    (the tasks sorted by name, the names switched ``off`` that nothing
+    declared: a typo, most likely)."""
     tasks = {task.name: task for task in declared}
+    unknown = []
     for name, text, path in configured:
         if text == "off":
-            tasks.pop(name, None)
+            if tasks.pop(name, None) is None:
+                unknown.append(name)
         else:
-            tasks[name] = PeriodicTask(name, parse(text), path,
+            queue = tasks[name].queue if name in tasks else None
+            tasks[name] = PeriodicTask(name, parse(text), path, queue,
                                        origin=f"task_periodic.{name}")
-    return [tasks[name] for name in sorted(tasks)]
+    return [tasks[name] for name in sorted(tasks)], unknown
 
 
 def slot_task_id(name, slot):

@@ -5,9 +5,11 @@ housekeeping, and the periodic tasks.
 Runs on: the thread that queues a task (``queue``), the main thread at
 startup and shutdown (``start_consumer``, ``stop``), and its own
 threads: ``collective.futures-task-housekeeping``, which every minute
-turns tasks left in doubt into dead letters (``ITaskBackend.recover``)
-and forgets tasks done longer ago than ``task_keep_done``, and dead
-ones buried longer ago than ``task_keep_dead`` (``purge``);
+(or every half of ``task_keep_done`` or ``task_keep_dead``, if shorter)
+turns tasks left in doubt into dead letters (``ITaskBackend.recover``),
+forgets tasks done longer ago than ``task_keep_done``, and dead ones
+buried longer ago than ``task_keep_dead`` (``purge``), and runs the
+``housekeepers`` (the ZODB's part);
 ``collective.futures-task-periodic``, which adds the task of
 each periodic task's slot when it comes (consuming instances only).
 """
@@ -56,7 +58,11 @@ class TaskService:
         self.queues = tuple(settings.task_queues.split())
         #: The periodic tasks (PeriodicTask): ``declared`` in ZCML, with
         #: zope.conf's ``task_periodic.NAME`` over them.
-        self.periodic = tuple(merge_periodic(declared, settings.periodic))
+        periodic, unknown = merge_periodic(declared, settings.periodic)
+        self.periodic = tuple(periodic)
+        for name in unknown:
+            logger.warning("task_periodic.%s off: no periodic task of that name "
+                           "is declared (in ZCML)", name)
         for task in self.periodic:
             if task.queue is not None and task.queue not in self.queues:
                 raise ConfigurationError(
@@ -70,6 +76,9 @@ class TaskService:
         self._secret = settings.task_secret or None
         self._stopped = threading.Event()
         self._housekeeping = None
+        #: Called with no argument in each round of housekeeping (the ZODB's
+        #: part, zope/startup.py adds it).
+        self.housekeepers = []
         #: (queue, outcome) -> count, and queue -> run times, of the tasks
         #: this instance ran.
         self.outcomes = {}
@@ -204,8 +213,12 @@ class TaskService:
                                      "for %s", name, slot)
 
     def _keep_house(self):
-        # Why wait here: a minute between rounds; stop ends the wait.
-        while not self._stopped.wait(HOUSEKEEPING_INTERVAL):
+        # Why wait here: a minute between rounds (less for a site that
+        # keeps tasks briefly); stop ends the wait.
+        settings = self.settings
+        interval = max(1.0, min(HOUSEKEEPING_INTERVAL, settings.task_keep_done / 2,
+                                settings.task_keep_dead / 2))
+        while not self._stopped.wait(interval):
             try:
                 self.keep_house()
             except Exception:
@@ -221,8 +234,11 @@ class TaskService:
             logger.error("%d background task(s) in doubt (queued by a "
                          "transaction whose outcome is not known) moved "
                          "to the dead letters", buried)
-        return backend.purge(self.settings.task_keep_done, now=now,
-                             dead_older_than=self.settings.task_keep_dead)
+        purged = backend.purge(self.settings.task_keep_done, now=now,
+                               dead_older_than=self.settings.task_keep_dead)
+        for housekeeper in self.housekeepers:
+            housekeeper()
+        return purged
 
     def stop(self, timeout=10.0):
         """Stop consuming (the running tasks get ``timeout`` seconds; the

@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (queue, state, eta);
 CREATE INDEX IF NOT EXISTS tasks_token ON tasks (token) WHERE token IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_dedup ON tasks (queue, dedup) WHERE dedup IS NOT NULL;
+-- purge: the done and dead tasks finished long ago, without a scan.
+CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (state, finished);
 """
 
 #: The states in which a dedup key is taken.

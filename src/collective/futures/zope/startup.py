@@ -56,6 +56,14 @@ def process_starting(event):
         settings.max_passes)
 
 
+def _prune_done_records():
+    import Zope2
+    from .tasks import prune_done_records, record_keep
+    pruned = prune_done_records(Zope2.DB, record_keep(runtime.get_tasks().settings))
+    if pruned:
+        logger.info("forgot %d record(s) of background tasks done long ago", pruned)
+
+
 def _declared_periodic():
     """The periodic tasks of ``<futures:periodic>`` (ZCML is loaded by now)."""
     from zope.component import getUtilitiesFor
@@ -71,7 +79,9 @@ def _var_dir():
 
 def _start_consuming(settings, tasks, drain):
     """Consume tasks: at once when ``task_url`` names the address, else
-    once waitress listens (its address is known only then)."""
+    once waitress listens (its address is known only then). The
+    housekeeping also prunes the ZODB's record of done tasks."""
+    tasks.housekeepers.append(_prune_done_records)
     if drain is not None:
         # SIGTERM: take no new task; a task running then is cut with the
         # process, and delivered again once its lease expires.

@@ -24,13 +24,13 @@ Runs on: the Zope worker thread publishing a request.
   ConflictError retries both), unless the response is an error (400 or
   more, which the consumer never takes for done). That is what makes a
   task's effect on the ZODB happen once although its delivery is at
-  least once. Records older than ``task_keep_done`` are pruned as later
-  ones are written (``record_done``): the record does not grow forever.
+  least once. The consuming instances' housekeeping prunes the records
+  once the queue can no longer deliver their tasks (``record_keep``), in
+  transactions of its own (``prune_done_records``).
 """
 
 import itertools
 import logging
-import threading
 import time
 
 from zExceptions import Forbidden
@@ -50,16 +50,15 @@ TASK_ATTRIBUTE = "_collective_futures_task"
 #: The ZODB root's key of the record of done tasks (an OOBTree: task id ->
 #: the time its work committed).
 DONE_KEY = "collective.futures.tasks.done"
-#: ... and of its index by time (an OOTreeSet of (int time, task id)), by
-#: which records older than ``task_keep_done`` are pruned.
+#: ... and of its index by time (an OOBTree: the number of the
+#: DONE_SLICE-second slice since the epoch -> an OOTreeSet of the ids
+#: recorded in it), by which old records are pruned a slice at a time.
+#: (Random ids spread a task's writes over a set's buckets, as over the
+#: record's: concurrent tasks' writes resolve instead of conflicting.)
 DONE_BY_TIME_KEY = "collective.futures.tasks.done-by-time"
-#: At most this many records are pruned in one task's transaction, at
-#: most once per PRUNE_INTERVAL seconds (or ``task_keep_done``, if
-#: shorter) per process.
-PRUNE_BATCH = 500
-PRUNE_INTERVAL = 600.0
-_pruned = {"at": None}
-_prune_lock = threading.Lock()
+DONE_SLICE = 10
+#: Records pruned per transaction of the housekeeping (prune_done).
+PRUNE_BATCH = 1000
 #: What a task whose work is recorded publishes instead of its path.
 DONE_VIEW = "/@@futures-task-done"
 #: What a refused task request publishes instead of its path (a 403).
@@ -158,44 +157,86 @@ def task_before_commit(event):
     jar = getattr(parents[-1], "_p_jar", None) if parents else None
     if jar is None:
         return
-    keep = get_tasks().settings.task_keep_done
-    record_done(jar.root(), task[0], time.time(), keep, prune=_prune_due(keep))
+    record_done(jar.root(), task[0], time.time())
 
 
-def _prune_due(keep):
-    now = time.monotonic()
-    with _prune_lock:
-        last = _pruned["at"]
-        if last is not None and now - last < min(PRUNE_INTERVAL, keep):
-            return False
-        _pruned["at"] = now
-        return True
-
-
-def record_done(root, task_id, now, keep, prune=True):
+def record_done(root, task_id, now):
     """Record in ``root`` (the ZODB's) that the work of ``task_id``
-    committed at ``now``, in the transaction of that work; with
-    ``prune``, also forget at most PRUNE_BATCH records older than
-    ``keep`` seconds (by then the queue can no longer deliver their
-    tasks again: it keeps a done task's status as long). Returns how
-    many were forgotten."""
+    committed at ``now``, in the transaction of that work."""
     from BTrees.OOBTree import OOBTree, OOTreeSet
     done = root.get(DONE_KEY)
     if done is None:
         done = root[DONE_KEY] = OOBTree()
     index = root.get(DONE_BY_TIME_KEY)
     if index is None:
-        index = root[DONE_BY_TIME_KEY] = OOTreeSet()
+        index = root[DONE_BY_TIME_KEY] = OOBTree()
+    piece = int(now // DONE_SLICE)
+    ids = index.get(piece)
+    if ids is None:
+        ids = index[piece] = OOTreeSet()
     done[task_id] = now
-    index.add((int(now), task_id))
-    if not prune:
+    ids.add(task_id)
+
+
+def record_keep(settings):
+    """Seconds a task's record must outlive its work: as long as the
+    queue could still deliver the task again. A done task's status is
+    kept ``task_keep_done``, a dead one (which an operator may re-queue,
+    its work perhaps committed by a last delivery whose acknowledgement
+    was lost) ``task_keep_dead``, and a lease may expire after that."""
+    return (max(settings.task_keep_done, settings.task_keep_dead)
+            + 2 * settings.task_lease)
+
+
+def prune_done(root, cutoff, limit=PRUNE_BATCH):
+    """Forget at most ``limit`` records of the slices that ended before
+    ``cutoff`` (seconds since the epoch). Returns how many."""
+    index = root.get(DONE_BY_TIME_KEY)
+    done = root.get(DONE_KEY)
+    if index is None or done is None:
         return 0
-    old = list(itertools.islice(
-        index.keys(max=(int(now - keep),), excludemax=True), PRUNE_BATCH))
-    for key in old:
-        index.remove(key)
-        done.pop(key[1], None)
-    return len(old)
+    count = 0
+    for piece in list(index.keys(max=int(cutoff // DONE_SLICE), excludemax=True)):
+        ids = index[piece]
+        for task_id in list(itertools.islice(ids.keys(), limit - count)):
+            ids.remove(task_id)
+            done.pop(task_id, None)
+            count += 1
+        if not ids:
+            del index[piece]
+        if count >= limit:
+            break
+    return count
+
+
+def prune_done_records(db, keep, now=None, limit=PRUNE_BATCH):
+    """The housekeeping's part in the ZODB (``db``): forget the records
+    older than ``keep`` seconds, ``limit`` per transaction, until none is
+    left. A conflict (another instance prunes too) ends the round; the
+    next one goes on. Returns how many were forgotten."""
+    import transaction
+    from ZODB.POSException import ConflictError
+    cutoff = (time.time() if now is None else now) - keep
+    manager = transaction.TransactionManager()
+    connection = db.open(transaction_manager=manager)
+    total = 0
+    try:
+        while True:
+            manager.begin()
+            try:
+                count = prune_done(connection.root(), cutoff, limit)
+                manager.get().note("collective.futures: prune the record of done tasks")
+                manager.commit()
+            except ConflictError:
+                manager.abort()
+                break
+            total += count
+            if count < limit:
+                break
+    finally:
+        manager.abort()
+        connection.close()
+    return total
 
 
 class TaskRefused(BrowserView):

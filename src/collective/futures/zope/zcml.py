@@ -50,9 +50,11 @@ def periodic(_context, name, schedule, path, queue=None):
     from ..tasks.model import target
     from ..tasks.schedule import PeriodicTask, parse
     where = f"<futures:periodic name={name!r}>"
-    if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
-        raise ConfigurationError(f"{where}: the name must be letters, digits, "
-                                 f"'-', '_' or '.'")
+    if not name or not all(ch.isalnum() or ch in "-_." for ch in name) \
+            or name != name.lower():
+        # Lower case: zope.conf, which overrides it by name, lowers its keys.
+        raise ConfigurationError(f"{where}: the name must be lower-case letters, "
+                                 f"digits, '-', '_' or '.'")
     try:
         parsed = parse(schedule)
     except ValueError as exc:
