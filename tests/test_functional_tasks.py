@@ -164,8 +164,8 @@ def test_run_as_names_a_user_a_task_can_run_as_or_fails_at_add(zope):
     # queues nothing (rather than running the task as Anonymous).
     before = len(zope.log())
     for run_as, message in [
-            ("admin", "run_as: 'admin' is a user of /acl_users, which cannot "
-                      "authenticate a task's user"),
+            ("admin", "run_as: 'admin': /acl_users cannot authenticate a "
+                      "task's user"),
             ("nobody", "run_as: no user 'nobody' in /acl_users")]:
         code, _ = zope.get(f"/@@queue-task?path=/@@task-job&token=run-as-{run_as}"
                            f"&run_as={run_as}", headers=zope.admin_headers())
@@ -176,8 +176,8 @@ def test_run_as_names_a_user_a_task_can_run_as_or_fails_at_add(zope):
     code, task_id = zope.get("/@@queue-task?path=/@@task-job&token=run-as-implicit",
                              headers=zope.admin_headers())
     assert code == 200
-    assert ("a task queued by 'admin' of /acl_users will run as Anonymous"
-            in zope.log()[before:])
+    assert ("a task queued by 'admin' of /acl_users will run as Anonymous: "
+            "/acl_users cannot authenticate a task's user" in zope.log()[before:])
     # The control: ANONYMOUS is a user any task can run as.
     code, task_id = zope.get("/@@queue-task?path=/@@task-job&token=run-as-anonymous"
                              "&run_as=anonymous", headers=zope.admin_headers())

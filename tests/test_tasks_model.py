@@ -107,8 +107,9 @@ def test_a_header_value_that_http_cannot_carry_is_refused():
 
 def test_run_as_must_be_a_user_id_a_user_or_anonymous():
     from collective.futures import taskqueue
-    assert taskqueue._named_user(taskqueue.ANONYMOUS) is None
+    assert taskqueue._named_user(taskqueue.ANONYMOUS, "/Plone/@@x") is None
     for wrong in (123, object(), b"jane"):
         with pytest.raises(TaskQueueError, match=r"^run_as: a user id \(str\), a user "
                                                  r"object or ANONYMOUS"):
-            taskqueue._named_user(wrong)
+            taskqueue._named_user(wrong, "/Plone/@@x")
+

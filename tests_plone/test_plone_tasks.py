@@ -91,10 +91,21 @@ def test_a_task_runs_as_the_user_trusted_code_names(plone):
                                       "&token=named-anonymous&run_as=anonymous",
                                Authorization=JANE)[1],
     }
+    # A member object (plone.api.user.get) names its user too.
+    ids["member-jane"] = get(plone, "/Plone/@@plone-queue-task?task=plone-task-whoami"
+                                    "&token=member-jane&run_as=jane&as_member=1")[1]
     for task_id in ids.values():
         assert settled(plone, task_id)["state"] == "done"
     users = json.loads(get(plone, "/Plone/@@plone-task-users")[1])
-    assert (users["named-jane"], users["named-anonymous"]) == ("jane", "Anonymous User")
+    assert (users["named-jane"], users["named-anonymous"], users["member-jane"]) == (
+        "jane", "Anonymous User", "jane")
+    # A task outside the site: its user folder is not jane's, so it could
+    # not run as her: refused at add().
+    status, _ = get(plone, "/Plone/@@plone-queue-task?path=/elsewhere/@@x&token=x"
+                           "&run_as=jane")
+    assert status == 500
+    assert ("run_as: 'jane': /Plone/acl_users is not the user folder of "
+            "/elsewhere/@@x" in plone.log())
     # The Zope root's admin is not a user of the site's user folder: the
     # site finds no such user, and add() fails rather than run the task as
     # someone else.
@@ -138,3 +149,33 @@ def test_a_forged_task_request_is_refused_and_writes_nothing(plone):
     status, body = get(plone, "/Plone/work/@@plone-doc-info?id=forged", Authorization=JANE)
     assert json.loads(body) is None
     assert "refused a request claiming to be a task's" in plone.log()
+
+
+def test_only_a_pas_with_the_task_plugin_active_authenticates_tasks():
+    # Pure code with stand-ins: the PAS plugin registry's answers.
+    from Products.PluggableAuthService.interfaces.plugins import (
+        IAuthenticationPlugin, IExtractionPlugin)
+    from collective.futures import taskqueue
+
+    class Registry:
+        def __init__(self, active):
+            self.active = active
+
+        def listPluginIds(self, interface):
+            return [taskqueue.TASK_USER_PLUGIN] if interface in self.active else []
+
+    class Folder:
+        def __init__(self, ids, active):
+            self.ids, self.plugins = ids, Registry(active)
+
+        def objectIds(self):
+            return self.ids
+
+    both = (IExtractionPlugin, IAuthenticationPlugin)
+    assert taskqueue._authenticates_tasks(Folder([taskqueue.TASK_USER_PLUGIN], both))
+    assert not taskqueue._authenticates_tasks(
+        Folder([taskqueue.TASK_USER_PLUGIN], (IExtractionPlugin,)))  # deactivated
+    assert not taskqueue._authenticates_tasks(Folder([], both))  # not there
+    plain = Folder([taskqueue.TASK_USER_PLUGIN], both)
+    del plain.plugins  # a plain user folder has no registry
+    assert not taskqueue._authenticates_tasks(plain)

@@ -259,17 +259,22 @@ class WarmNews(BrowserView):
 
 class QueueTask(BrowserView):
     """Queues the task ``task`` (a view name) on this context, with
-    ``title``/``token`` (and ``run_as``: a user id, or ``anonymous``);
-    answers the task's id."""
+    ``title``/``token`` (and ``run_as``: a user id, or ``anonymous``; with
+    ``as_member``, the member object of that id; ``path`` instead of the
+    context's view); answers the task's id."""
 
     def __call__(self):
         from collective.futures import taskqueue
         form = self.request.form
-        path = "/".join(self.context.getPhysicalPath()) + "/@@" + form["task"]
+        path = form.get("path") or (
+            "/".join(self.context.getPhysicalPath()) + "/@@" + form["task"])
         kwargs = {}
         if "run_as" in form:
             kwargs["run_as"] = (taskqueue.ANONYMOUS if form["run_as"] == "anonymous"
                                 else form["run_as"])
+            if form.get("as_member"):
+                from plone import api
+                kwargs["run_as"] = api.user.get(userid=form["run_as"])
         return taskqueue.add(path, params={"title": form.get("title", ""),
                                            "token": form.get("token", "")}, **kwargs)
 

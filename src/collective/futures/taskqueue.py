@@ -94,7 +94,8 @@ def add(url=None, method="GET", params=None, headers=None, payload=_marker,
             raise TaskQueueError(f"delay: {delay!r} is not a number of seconds")
         eta = now + delay
     request = getRequest()
-    path = _virtual_hosted(target(url, params), request)
+    physical = target(url, params)
+    path = _virtual_hosted(physical, request)
     copied = _copied_headers(request, payload is _marker)
     if headers is not None:
         if not hasattr(headers, "items"):
@@ -104,7 +105,8 @@ def add(url=None, method="GET", params=None, headers=None, payload=_marker,
         payload = _body(request)
     task = new_task(
         path, queue=queue, method=method, headers=copied, payload=payload,
-        user=_user() if run_as is None else _named_user(run_as), eta=eta, now=now,
+        user=_user(physical) if run_as is None else _named_user(run_as, physical),
+        eta=eta, now=now,
         max_attempts=settings.task_attempts if attempts is None else attempts,
         backoff=settings.task_backoff if backoff is None else backoff, dedup=dedup)
     if dedup is not None:
@@ -163,19 +165,18 @@ def _body(request):
     return body if isinstance(body, bytes) else b""
 
 
-def _user():
-    """The current user, as a task records it (None: anonymous)."""
+def _user(path):
+    """The current user, as a task to ``path`` (physical) records it
+    (None: anonymous)."""
     from AccessControl.SecurityManagement import getSecurityManager
-    from Acquisition import aq_base, aq_inner, aq_parent
     user = getSecurityManager().getUser()
     recorded = _recorded(user)
     if recorded is not None:
-        folder = aq_parent(aq_inner(user))
-        if TASK_USER_PLUGIN not in getattr(aq_base(folder), "objectIds", lambda: ())():
-            logger.warning(
-                "a task queued by %r of %s will run as Anonymous: that user "
-                "folder cannot authenticate a task's user (see run_as)",
-                recorded["id"], recorded["folder"] or "a user folder")
+        problem = _why_not(user, recorded, path)
+        if problem:
+            logger.warning("a task queued by %r of %s will run as Anonymous: %s "
+                           "(see run_as)", recorded["id"],
+                           recorded["folder"] or "a user folder", problem)
     return recorded
 
 
@@ -189,8 +190,50 @@ def _recorded(user):
     return {"id": user_id, "folder": path}
 
 
-def _named_user(run_as):
-    """The user ``run_as`` names (see ``add``), as a task records it."""
+def _why_not(user, recorded, path):
+    """Why the task to ``path`` could not run as ``user`` (recorded as
+    ``recorded``), or None: it can if its user folder is a PAS with the
+    task-user plugin active, still finds the user by id, and is the user
+    folder of the task's path (its container is one of the path's)."""
+    from Acquisition import aq_inner, aq_parent
+    folder = aq_parent(aq_inner(user))
+    if not recorded["folder"] or not hasattr(folder, "getUserById"):
+        return "it is not a user of a user folder"
+    if folder.getUserById(recorded["id"]) is None:
+        return f"{recorded['folder']} has no user {recorded['id']!r}"
+    if not _authenticates_tasks(folder):
+        return (f"{recorded['folder']} cannot authenticate a task's user (a "
+                f"PAS user folder with the {TASK_USER_PLUGIN!r} plugin active "
+                f"can: a Plone site's, with the add-on installed)")
+    container = recorded["folder"].rsplit("/", 1)[0]
+    physical = path.split("?", 1)[0]
+    if physical != container and not physical.startswith(container + "/"):
+        return (f"{recorded['folder']} is not the user folder of {physical} "
+                f"(its site's is)")
+    return None
+
+
+def _authenticates_tasks(folder):
+    """True if ``folder`` is a PAS whose task-user plugin is active."""
+    from Acquisition import aq_base
+    if TASK_USER_PLUGIN not in getattr(aq_base(folder), "objectIds", lambda: ())():
+        return False
+    registry = getattr(aq_base(folder), "plugins", None)
+    if registry is None:
+        return False
+    try:
+        from Products.PluggableAuthService.interfaces.plugins import (
+            IAuthenticationPlugin, IExtractionPlugin)
+    except ImportError:  # no PAS installed: no PAS folder either
+        return False
+    return all(TASK_USER_PLUGIN in folder.plugins.listPluginIds(interface)
+               for interface in (IExtractionPlugin, IAuthenticationPlugin))
+
+
+def _named_user(run_as, path):
+    """The user ``run_as`` names (see ``add``), as a task to ``path``
+    (physical) records it; TaskQueueError if the task could not run as
+    them."""
     if run_as is ANONYMOUS:
         return None
     if isinstance(run_as, str):
@@ -211,27 +254,22 @@ def _named_user(run_as):
         # The user folder that has them (acquired: the nearest one).
         if not hasattr(user, "aq_parent"):
             user = user.__of__(folder)
+    elif callable(getattr(run_as, "getUser", None)):
+        # A member (plone.api.user.get, portal_membership): its user.
+        user = run_as.getUser()
     elif hasattr(run_as, "getId") and hasattr(run_as, "aq_parent"):
         user = run_as
     else:
         raise TaskQueueError(f"run_as: a user id (str), a user object or ANONYMOUS, "
                              f"not {type(run_as).__name__}")
-    from Acquisition import aq_base, aq_inner, aq_parent
-    folder = aq_parent(aq_inner(user))
     recorded = _recorded(user)
-    if recorded is None or not recorded["folder"]:
+    if recorded is None:
         raise TaskQueueError(f"run_as: {run_as!r} is not a user of a user folder")
-    if TASK_USER_PLUGIN not in getattr(aq_base(folder), "objectIds", lambda: ())():
-        # Nothing there could authenticate them: the task would run as
-        # Anonymous, which is not what the caller asked for.
-        raise TaskQueueError(
-            f"run_as: {recorded['id']!r} is a user of {recorded['folder']}, which "
-            f"cannot authenticate a task's user (a PAS user folder with the "
-            f"{TASK_USER_PLUGIN!r} plugin can: a Plone site's, with the add-on "
-            f"installed)")
+    problem = _why_not(user, recorded, path)
+    if problem:
+        # The task would run as Anonymous, which is not what was asked.
+        raise TaskQueueError(f"run_as: {recorded['id']!r}: {problem}")
     return recorded
-    raise TaskQueueError(f"run_as: a user id (str), a user object or ANONYMOUS, "
-                         f"not {type(run_as).__name__}")
 
 
 def _virtual_hosted(path, request):
