@@ -111,7 +111,7 @@ OTHERS = {
     "executors": (executors, dict(), dict(n=100, delay=0.2)),
     "overhead": (overhead, dict(rounds=5, n=3000), dict(rounds=2, n=300)),
     "soak": (soak, dict(n=20000), dict(n=400)),
-    "tasks": (tasks, dict(n=2000, sparse=100, flood_tasks=10000),
+    "tasks": (tasks, dict(n=2000, sparse=200, flood_tasks=10000),
               dict(n=100, sparse=10, flood_tasks=1000, seconds=1.0)),
 }
 
