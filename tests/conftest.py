@@ -22,6 +22,24 @@ class FakeRequest:
         self.environ = dict(self._orig_env)
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A private redis-server (tests/redisserver.py) for the session;
+    tests keep apart by key prefix. Without the binary: skipped on a
+    laptop, a failure in CI."""
+    import os
+    from redisserver import RedisNotInstalled, RedisServer
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+    except RedisNotInstalled as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def request_():
     """A fake request set as the global request for the test."""

@@ -32,11 +32,16 @@ def task(**overrides):
     return fields
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def backend(request, tmp_path):
     if request.param == "memory":
         from collective.futures.tasks.memory import MemoryBackend
         made = MemoryBackend()
+    elif request.param == "redis":
+        from collective.futures.tasks.redis import RedisBackend
+        server = request.getfixturevalue("redis_server")
+        # Each test its own keys.
+        made = RedisBackend(f"{server.url}?prefix=test-{uuid.uuid4().hex}:")
     else:
         from collective.futures.tasks.sqlite import SQLiteBackend
         made = SQLiteBackend(tmp_path / "tasks.db")

@@ -624,14 +624,43 @@ class AppAttribute(View):
 
 
 class QueueMany(View):
-    """Queues ``n`` tasks to ``path`` in one transaction (a flood)."""
+    """Queues ``n`` tasks to ``path`` in one transaction (a flood); with
+    ``token``, task number N gets ``token=<token>-N``."""
 
     def __call__(self):
         from collective.futures import taskqueue
-        n = int(self.request.form["n"])
+        form = self.request.form
+        n = int(form["n"])
         for number in range(n):
-            taskqueue.add(self.request.form["path"], params={"n": number})
+            params = {"n": number}
+            if form.get("token"):
+                params["token"] = f"{form['token']}-{number}"
+            taskqueue.add(form["path"], params=params)
         return str(n)
+
+
+class TaskEffect(View):
+    """A task's target for floods over several instances: counts its run
+    in an OOBTree of the root (token -> runs), whose concurrent inserts
+    resolve instead of conflicting; ``sleep`` seconds first."""
+
+    def __call__(self):
+        from BTrees.OOBTree import OOBTree
+        form = self.request.form
+        time.sleep(float(form.get("sleep", 0)))
+        app = self.context.getPhysicalRoot()
+        effects = getattr(app, "futures_task_effects", None)
+        if effects is None:
+            effects = app.futures_task_effects = OOBTree()
+        effects[form["token"]] = effects.get(form["token"], 0) + 1
+        return "done"
+
+
+class TaskEffects(View):
+    def __call__(self):
+        app = self.context.getPhysicalRoot()
+        self.request.response.setHeader("Content-Type", "application/json")
+        return json.dumps(dict(getattr(app, "futures_task_effects", {})))
 
 
 class TaskDoneRecords(View):

@@ -100,10 +100,20 @@ def _boolean(value):
 
 def _task_backend(value):
     text = str(value).strip()
+    from .tasks.redis import is_redis_url, parse_url
+    if is_redis_url(text):
+        parse_url(text)  # ValueError saying what is wrong
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise ValueError("a Redis URL needs redis-py: install "
+                             "collective.futures[redis]") from None
+        return text
     scheme, sep, rest = text.partition(":")
     if scheme != "sqlite" or not sep or not rest.strip():
         raise ValueError("must be sqlite:PATH (a file; a relative PATH is in "
-                         "the instance's var/ directory)")
+                         "the instance's var/ directory) or a Redis URL "
+                         "(redis://, rediss://, unix://, redis+sentinel://)")
     return text
 
 
@@ -269,8 +279,13 @@ OPTIONS = (
     Option(
         "task_backend", _task_backend, "sqlite:tasks.db",
         "Where background tasks wait: ``sqlite:PATH``, a SQLite file (a "
-        "relative ``PATH`` is in the instance's ``var/``). Instances on one "
-        "machine that name the same file share its tasks.",
+        "relative ``PATH`` is in the instance's ``var/``; instances on one "
+        "machine that name the same file share its tasks), or Redis, for "
+        "instances on many machines: ``redis://[:PASSWORD@]HOST:PORT/DB``, "
+        "``rediss://`` (TLS), ``unix:///PATH?db=N``, or "
+        "``redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT]/SERVICE[/DB]``; "
+        "``?prefix=NAME:`` sets the keys' prefix (default "
+        "``collective.futures:``). Needs ``collective.futures[redis]``.",
     ),
     Option(
         "task_queues", _queue_names, "default",

@@ -236,6 +236,11 @@ def _tasks_metrics(metric, lines, tasks):
            "How long the longest-waiting due task has waited, by queue.",
            [({"queue": queue}, round(figures["oldest_queued_age"], 3))
             for queue, figures in sorted(queues.items())])
+    if tasks.get("consumers") is not None:
+        # From the backend (Redis): the same on every instance.
+        metric("task_consumers", "gauge",
+               "Instances consuming from the task queue's backend (heard from "
+               "in the last two minutes).", [({}, len(tasks["consumers"]))])
     consumer = tasks.get("consumer")
     if not consumer:
         return

@@ -145,6 +145,8 @@ class Consumer:
                 leased, failed = None, True
             if leased is None:
                 wait = self.poll_interval if failed else self._idle_wait()
+                if not failed and self._blocking_wait(wait):
+                    continue
                 with self._condition:
                     # Why wait here: nothing is due; a commit in this
                     # process (wake) or stop ends the wait early, other
@@ -162,6 +164,27 @@ class Consumer:
             finally:
                 with self._condition:
                     self._running.pop(lease, None)
+
+    def _blocking_wait(self, wait):
+        """Wait on the backend itself, if it can block until any process
+        queues a task (Redis): True when it did (woken or timed out)."""
+        waiter = getattr(self.backend, "wait_for_tasks", None)
+        if waiter is None:
+            return False
+        with self._condition:
+            if self._stopping:
+                return True
+        try:
+            # Why wait here: nothing is due; a task queued by any instance
+            # (a commit here too) ends the wait, or ``wait`` (at most a
+            # poll) does; stop is seen within it.
+            waiter(self.queues, wait)
+        except Exception:
+            logger.exception("%s: could not wait for tasks", self.name)
+            with self._condition:
+                if not self._stopping:
+                    self._condition.wait(self.poll_interval)
+        return True
 
     def _idle_wait(self):
         wait = self.poll_interval
@@ -255,8 +278,24 @@ class Consumer:
 
     # the heartbeat
 
+    def _announce(self, running):
+        """Tell the backend this consumer lives (if it keeps a list)."""
+        heartbeat = getattr(self.backend, "heartbeat", None)
+        if heartbeat is None:
+            return
+        try:
+            heartbeat(self.name, {"queues": self.queues, "running": running,
+                                  "concurrency": self.concurrency},
+                      now=self.clock())
+        except Exception:
+            logger.warning("%s: could not announce itself to the task backend",
+                           self.name, exc_info=True)
+
     def _heartbeat(self):
-        interval = max(0.05, self.lease_seconds / 3)
+        # A third of the lease, and often enough for the backend's list of
+        # live consumers (Redis: CONSUMER_TTL).
+        interval = max(0.05, min(self.lease_seconds / 3, 30.0))
+        self._announce(0)
         while True:
             with self._condition:
                 if self._stopping and not self._running:
@@ -267,6 +306,7 @@ class Consumer:
                 if self._stopping and not self._running:
                     return
                 running = list(self._running)
+            self._announce(len(running))
             for lease in running:
                 try:
                     if not self.backend.extend(lease, self.lease_seconds, now=self.clock()):

@@ -25,6 +25,7 @@ from .binding import bind
 from .consumer import Consumer
 from .model import new_task
 from .schedule import merge_periodic, slot_task_id
+from .redis import is_redis_url, public_url
 from .sqlite import SQLiteBackend
 
 
@@ -44,7 +45,10 @@ HOUSEKEEPING_INTERVAL = 60.0
 
 
 def backend_path(url, var_dir):
-    """The file of a ``sqlite:PATH`` setting (relative: in ``var_dir``)."""
+    """The file of a ``sqlite:PATH`` setting (relative: in ``var_dir``);
+    None for a Redis URL."""
+    if is_redis_url(url):
+        return None
     path = pathlib.Path(url.partition(":")[2].strip()).expanduser()
     return path if path.is_absolute() else pathlib.Path(var_dir) / path
 
@@ -70,6 +74,10 @@ class TaskService:
                     f"({' '.join(self.queues)})")
         self.default_queue = self.queues[0]
         self.path = backend_path(settings.task_backend, var_dir)
+        #: What the logs and the Control Panel name: the file, or the
+        #: Redis URL without its password.
+        self.where = (str(self.path) if self.path is not None
+                      else public_url(settings.task_backend))
         self.consumer = None
         self._lock = threading.Lock()
         self._backend = None
@@ -90,7 +98,11 @@ class TaskService:
         task's commit, or the consumer's start, naming the file)."""
         with self._lock:
             if self._backend is None:
-                self._backend = SQLiteBackend(self.path)
+                if self.path is None:
+                    from .redis import RedisBackend
+                    self._backend = RedisBackend(self.settings.task_backend)
+                else:
+                    self._backend = SQLiteBackend(self.path)
             return self._backend
 
     @property
@@ -139,7 +151,7 @@ class TaskService:
             threading.Thread(target=self._fire_periodic, daemon=True,
                              name="collective.futures-task-periodic").start()
         logger.info("consuming background tasks of %s from %s: %d at once, "
-                    "requests to %s", ", ".join(self.queues), self.path,
+                    "requests to %s", ", ".join(self.queues), self.where,
                     settings.task_concurrency, base_url)
         return self.consumer
 
@@ -153,12 +165,15 @@ class TaskService:
         """The queues' figures (from the backend: the same on every
         instance sharing it) and this instance's consumer's, as plain
         data; ``unreachable`` says why the backend could not be read."""
-        data = {"backend": str(self.path), "queues": {}, "unreachable": None,
-                "consumer": None}
+        data = {"backend": self.where, "queues": {}, "unreachable": None,
+                "consumer": None, "consumers": None}
         try:
             backend = self.backend
             for queue in self.queues:
                 data["queues"][queue] = backend.stats(queue)
+            if hasattr(backend, "consumers"):
+                # The instances that consume from this backend (Redis).
+                data["consumers"] = backend.consumers()
         except Exception as exc:
             data["unreachable"] = f"{type(exc).__name__}: {exc}"
         consumer = self.consumer

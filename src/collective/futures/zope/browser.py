@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 
 from AccessControl import getSecurityManager
 from zExceptions import BadRequest, Forbidden, Unauthorized
@@ -110,6 +111,7 @@ class ControlPanel:
         tasks = get_tasks()
         data["tasks"] = tasks.snapshot()
         data["dead_letters"] = tasks.dead_letters()
+        data["now"] = time.time()
         data["action_token"] = action_token(getSecurityManager().getUser().getId() or "")
         # The secrets are not shown: the scrape token, the tasks' secret.
         data["settings"] = {k: v for k, v in vars(runtime.settings).items()

@@ -1,0 +1,186 @@
+"""What only the Redis backend does, beyond the contract that
+tests/test_tasks_backends.py runs on every backend: processes on a real
+redis-server never share a lease, an outage is an error naming the server
+(without its password) and is over by itself when Redis is back, tasks
+survive a Redis crash with AOF, blocking reads, the consumers' heartbeats,
+the URLs."""
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from collective.futures.exceptions import TaskQueueUnavailableError
+from collective.futures.tasks.redis import (
+    CONSUMER_TTL, RedisBackend, parse_url, public_url)
+from test_tasks_backends import T0, add, python, state, task
+
+
+def backend_on(server, **kw):
+    return RedisBackend(f"{server.url}?prefix=t-{uuid.uuid4().hex}:", **kw)
+
+
+CONSUME = """
+import json, os, sys, time
+from test_tasks_backends import T0
+from collective.futures.tasks.redis import RedisBackend
+url, name, go = sys.argv[1:4]
+backend = RedisBackend(url)
+open(go + "." + name, "w").close()  # ready
+while not os.path.exists(go):
+    time.sleep(0.001)
+got = []
+while leases := backend.lease("default", name, 5, 600, now=T0 + 1):
+    time.sleep(0.002)
+    for lease, leased in leases:
+        got.append(leased["id"])
+        if not backend.ack(lease, now=T0 + 2):
+            sys.exit("ack refused for " + leased["id"])
+backend.close()
+print(json.dumps(got))
+"""
+
+
+def test_processes_never_hold_the_same_lease(redis_server, tmp_path):
+    from conftest import wait_for
+    url = f"{redis_server.url}?prefix=p-{uuid.uuid4().hex}:"
+    backend = RedisBackend(url)
+    go = tmp_path / "go"
+    ids = add(backend, *[task(eta=T0 - i) for i in range(300)])
+    children = [subprocess.Popen(**python(CONSUME, url, f"p{i}", go)) for i in range(4)]
+    try:
+        wait_for(lambda: all((tmp_path / f"go.p{i}").exists() for i in range(4)),
+                 timeout=60, message="the 4 consumers ready")
+        go.touch()
+        got = []
+        for child in children:
+            out, err = child.communicate(timeout=60)
+            assert child.returncode == 0, err
+            got.append(json.loads(out))
+        everything = [i for one in got for i in one]
+        assert sorted(everything) == sorted(ids)  # all acked, none twice
+        assert sum(1 for one in got if one) >= 2  # they did share the work
+        assert all(backend.status(i)["attempts"] == 1 for i in ids)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+        backend.close()
+
+
+def test_an_outage_is_an_error_naming_redis_and_is_over_when_it_returns(tmp_path):
+    from redisserver import RedisServer, free_port
+    server = RedisServer(tmp_path / "redis", port=free_port())
+    secret_url = f"redis://:hunter2@127.0.0.1:{server.port}/0"
+    backend = RedisBackend(secret_url)
+    # Down (not started yet): the vote's prepare fails, naming the server
+    # and not the password.
+    with pytest.raises(TaskQueueUnavailableError) as raised:
+        backend.prepare([task()], "t")
+    message = str(raised.value)
+    assert f"127.0.0.1:{server.port}" in message and "could not store tasks" in message
+    assert "hunter2" not in message and ":***@" in message
+    with pytest.raises(TaskQueueUnavailableError):
+        backend.lease("default", "c1", 1, 30)
+    # Back (with that password): the same backend object works again.
+    server.password = "hunter2"
+    server.start()
+    try:
+        ids = add(backend, task(eta=T0))
+        assert [t["id"] for _, t in backend.lease("default", "c1", 1, 30, now=T0)] == ids
+    finally:
+        backend.close()
+        server.stop()
+
+
+def test_confirmed_tasks_survive_a_redis_crash_with_aof(tmp_path):
+    from redisserver import RedisServer
+    server = RedisServer(tmp_path / "redis", appendonly=True).start()
+    backend = RedisBackend(server.url)
+    try:
+        ids = add(backend, *[task() for _ in range(50)])
+        prepared = backend.prepare([task()], "in-flight")
+        server.kill()  # SIGKILL: no shutdown save
+        server.start()
+        assert [state(backend, i) for i in ids] == ["queued"] * 50
+        assert state(backend, prepared[0]) == "prepared"
+    finally:
+        backend.close()
+        server.stop()
+
+
+def test_an_idle_consumer_blocks_until_any_client_queues_a_task(redis_server):
+    waiting = backend_on(redis_server)
+    producer = RedisBackend(waiting.url)
+    try:
+        started = time.monotonic()
+        assert waiting.wait_for_tasks(["default"], 0.3) is False  # the control
+        assert time.monotonic() - started >= 0.25
+        woken = []
+
+        def wait():
+            began = time.monotonic()
+            woken.append((waiting.wait_for_tasks(["other", "default"], 20),
+                          time.monotonic() - began))
+
+        thread = threading.Thread(target=wait, name="test-waiter", daemon=True)
+        thread.start()
+        time.sleep(0.2)
+        add(producer, task())
+        thread.join(20)
+        assert woken and woken[0][0] is True and woken[0][1] < 5
+    finally:
+        waiting.close()
+        producer.close()
+
+
+def test_consumers_heartbeats_are_listed_while_fresh(redis_server):
+    backend = backend_on(redis_server)
+    try:
+        backend.heartbeat("a (1)", {"queues": ["default"], "running": 1}, now=T0)
+        backend.heartbeat("b (2)", {"queues": ["default"], "running": 0}, now=T0 + 50)
+        seen = backend.consumers(now=T0 + 60)
+        assert sorted(seen) == ["a (1)", "b (2)"] and seen["a (1)"]["running"] == 1
+        assert sorted(backend.consumers(now=T0 + CONSUMER_TTL + 10)) == ["b (2)"]
+        assert backend.consumers(now=T0 + CONSUMER_TTL + 10) == \
+            backend.consumers(now=T0 + CONSUMER_TTL + 10)  # a dropped one stays gone
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("redis://localhost:6379/0", ("url", "redis://localhost:6379/0",
+                                  "collective.futures:", {})),
+    ("rediss://:pw@cache.example.org:6380/2?prefix=site1:",
+     ("url", "rediss://:pw@cache.example.org:6380/2", "site1:", {})),
+    ("unix:///run/redis/redis.sock?db=3",
+     ("url", "unix:///run/redis/redis.sock?db=3", "collective.futures:", {})),
+    ("redis+sentinel://:pw@s1:26379,s2:26379/mymaster/1",
+     ("sentinel", ([("s1", 26379), ("s2", 26379)], "mymaster", 1, "pw"),
+      "collective.futures:", {})),
+])
+def test_urls_as_redis_py_reads_them_and_sentinel(url, expected):
+    assert parse_url(url) == expected
+
+
+@pytest.mark.parametrize("url, message", [
+    ("redis://", "no host"),
+    ("redis+sentinel://s1/mymaster", "is not HOST:PORT"),
+    ("redis+sentinel://s1:26379/", "the path is /SERVICE"),
+    ("redis://h/0?prefix=", "prefix"),
+    ("http://h/", "is not a redis://"),
+])
+def test_a_bad_url_says_what_is_wrong(url, message):
+    with pytest.raises(ValueError, match=message):
+        parse_url(url)
+
+
+def test_the_password_never_shows():
+    assert public_url("redis://:s3cret@h:1/0") == "redis://:***@h:1/0"
+    assert public_url("redis://user:s3cret@h:1/0") == "redis://user:***@h:1/0"
+    assert public_url("redis://h:1/0") == "redis://h:1/0"
+    assert "s3cret" not in repr(RedisBackend("redis://:s3cret@127.0.0.1:1/0"))
