@@ -50,13 +50,15 @@ TASK_ATTRIBUTE = "_collective_futures_task"
 #: The ZODB root's key of the record of done tasks (an OOBTree: task id ->
 #: the time its work committed).
 DONE_KEY = "collective.futures.tasks.done"
-#: ... and of its index by time (an OOBTree: the number of the
-#: DONE_SLICE-second slice since the epoch -> an OOTreeSet of the ids
-#: recorded in it), by which old records are pruned a slice at a time.
-#: (Random ids spread a task's writes over a set's buckets, as over the
-#: record's: concurrent tasks' writes resolve instead of conflicting.)
+#: ... and of its index by time (an OOBTree: the end of a slice of time,
+#: in seconds since the epoch -> an OOTreeSet of the ids recorded in it),
+#: by which old records are pruned a slice at a time. A slice is 1/24 of
+#: the time records are kept (between 10 s and an hour: ``slice_width``);
+#: the housekeeping makes each slice's set before it begins, so that
+#: tasks only add to it (random ids spread their writes over the set's
+#: buckets, as over the record's: concurrent tasks' writes resolve instead
+#: of conflicting, once a set has grown past its first bucket).
 DONE_BY_TIME_KEY = "collective.futures.tasks.done-by-time"
-DONE_SLICE = 10
 #: Records pruned per transaction of the housekeeping (prune_done).
 PRUNE_BATCH = 1000
 #: What a task whose work is recorded publishes instead of its path.
@@ -157,25 +159,45 @@ def task_before_commit(event):
     jar = getattr(parents[-1], "_p_jar", None) if parents else None
     if jar is None:
         return
-    record_done(jar.root(), task[0], time.time())
+    record_done(jar.root(), task[0], time.time(),
+                slice_width(record_keep(get_tasks().settings)))
 
 
-def record_done(root, task_id, now):
-    """Record in ``root`` (the ZODB's) that the work of ``task_id``
-    committed at ``now``, in the transaction of that work."""
-    from BTrees.OOBTree import OOBTree, OOTreeSet
+def slice_width(keep):
+    """Seconds of one slice of the record's index, for records kept
+    ``keep`` seconds: a 24th of it, between 10 s and an hour."""
+    return int(min(3600, max(10, keep // 24)))
+
+
+def _slice(index, now, width):
+    """The set of the slice of ``index`` that holds ``now`` (made if
+    needed)."""
+    from BTrees.OOBTree import OOTreeSet
+    end = (int(now) // width + 1) * width
+    ids = index.get(end)
+    if ids is None:
+        ids = index[end] = OOTreeSet()
+    return ids
+
+
+def _structures(root):
+    from BTrees.OOBTree import OOBTree
     done = root.get(DONE_KEY)
     if done is None:
         done = root[DONE_KEY] = OOBTree()
     index = root.get(DONE_BY_TIME_KEY)
     if index is None:
         index = root[DONE_BY_TIME_KEY] = OOBTree()
-    piece = int(now // DONE_SLICE)
-    ids = index.get(piece)
-    if ids is None:
-        ids = index[piece] = OOTreeSet()
+    return done, index
+
+
+def record_done(root, task_id, now, width):
+    """Record in ``root`` (the ZODB's) that the work of ``task_id``
+    committed at ``now``, in the transaction of that work, in the index
+    slice (``width`` seconds) that holds ``now``."""
+    done, index = _structures(root)
     done[task_id] = now
-    ids.add(task_id)
+    _slice(index, now, width).add(task_id)
 
 
 def record_keep(settings):
@@ -189,21 +211,21 @@ def record_keep(settings):
 
 
 def prune_done(root, cutoff, limit=PRUNE_BATCH):
-    """Forget at most ``limit`` records of the slices that ended before
-    ``cutoff`` (seconds since the epoch). Returns how many."""
+    """Forget at most ``limit`` records of the slices that ended at or
+    before ``cutoff`` (seconds since the epoch). Returns how many."""
     index = root.get(DONE_BY_TIME_KEY)
     done = root.get(DONE_KEY)
     if index is None or done is None:
         return 0
     count = 0
-    for piece in list(index.keys(max=int(cutoff // DONE_SLICE), excludemax=True)):
-        ids = index[piece]
+    for end in list(index.keys(max=int(cutoff))):
+        ids = index[end]
         for task_id in list(itertools.islice(ids.keys(), limit - count)):
             ids.remove(task_id)
             done.pop(task_id, None)
             count += 1
         if not ids:
-            del index[piece]
+            del index[end]
         if count >= limit:
             break
     return count
@@ -212,11 +234,13 @@ def prune_done(root, cutoff, limit=PRUNE_BATCH):
 def prune_done_records(db, keep, now=None, limit=PRUNE_BATCH):
     """The housekeeping's part in the ZODB (``db``): forget the records
     older than ``keep`` seconds, ``limit`` per transaction, until none is
-    left. A conflict (another instance prunes too) ends the round; the
-    next one goes on. Returns how many were forgotten."""
+    left, and make the sets of the current and the next slice of the
+    index. A conflict (another instance does the same) ends the round;
+    the next one goes on. Returns how many were forgotten."""
     import transaction
     from ZODB.POSException import ConflictError
-    cutoff = (time.time() if now is None else now) - keep
+    now = time.time() if now is None else now
+    width = slice_width(keep)
     manager = transaction.TransactionManager()
     connection = db.open(transaction_manager=manager)
     total = 0
@@ -224,7 +248,12 @@ def prune_done_records(db, keep, now=None, limit=PRUNE_BATCH):
         while True:
             manager.begin()
             try:
-                count = prune_done(connection.root(), cutoff, limit)
+                root = connection.root()
+                count = prune_done(root, now - keep, limit)
+                if count < limit:
+                    _, index = _structures(root)
+                    for at in (now, now + width):
+                        _slice(index, at, width)
                 manager.get().note("collective.futures: prune the record of done tasks")
                 manager.commit()
             except ConflictError:
