@@ -163,6 +163,30 @@ def test_redis_down_fails_the_commit_and_consumers_recover_by_themselves(cluster
     assert "collective_futures_tasks_up 1" in metrics(zope)
 
 
+def test_a_container_passes_the_settings_in_environment_variables(tmp_path, redis_aof):
+    # As container images do: no <product-config>, the settings in
+    # COLLECTIVE_FUTURES_* variables; the instance consumes from Redis.
+    zope = ZopeInstance(tmp_path / "env", environment={
+        "COLLECTIVE_FUTURES_TASK_BACKEND": redis_aof.url,
+        "COLLECTIVE_FUTURES_TASK_CONSUMER": "on",
+        "COLLECTIVE_FUTURES_TASK_POLL": "0.5"}).create().start()
+    try:
+        code, task_id = zope.get("/@@queue-task?path=/@@task-effect&token=env")
+        assert code == 200
+        wait_for(lambda: effects(zope).get("env") == 1, timeout=30,
+                 message="the task run from Redis")
+        assert redis_aof.client().exists(f"collective.futures:task:{task_id}")
+    finally:
+        zope.stop()
+    # A typo in a variable's name stops Zope at startup, naming it.
+    bad = ZopeInstance(tmp_path / "typo", environment={
+        "COLLECTIVE_FUTURES_TASK_CONSUMERS": "on"}).create()
+    with pytest.raises(RuntimeError) as raised:
+        bad.start(timeout=60)
+    assert "environment variable COLLECTIVE_FUTURES_TASK_CONSUMERS: no such option" \
+        in str(raised.value)
+
+
 def test_a_periodic_task_fires_once_per_slot_across_three_instances(cluster):
     config = {"task_periodic.tick": "@every 2 /@@task-job?token=tick"}
     instances = [cluster(name, **config) for name in ("a", "b", "c")]

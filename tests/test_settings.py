@@ -200,3 +200,18 @@ def test_settings_are_frozen_and_compare_by_value():
         settings.timeout = 6
     assert settings == Settings.from_mapping({"timeout": "5"})
     assert settings != Settings()
+
+
+def test_environment_variables_name_options_in_upper_case():
+    from collective.futures.settings import from_environment
+    found = from_environment({"COLLECTIVE_FUTURES_TASK_BACKEND": "redis://r:6379/0",
+                              "COLLECTIVE_FUTURES_TASK_CONSUMER": "on",
+                              "PATH": "/usr/bin", "COLLECTIVE_FUTUR": "x"})
+    assert found == {"task_backend": "redis://r:6379/0", "task_consumer": "on"}
+    settings = Settings.from_mapping({"task_consumer": "off", **found})
+    assert settings.task_consumer is True  # the environment wins
+    with pytest.raises(ConfigurationError, match="COLLECTIVE_FUTURES_TASK_CONSUMERS: "
+                                                 "no such option"):
+        from_environment({"COLLECTIVE_FUTURES_TASK_CONSUMERS": "on"})
+    with pytest.raises(ConfigurationError, match="COLLECTIVE_FUTURES_TASK_LEASE: bad value"):
+        from_environment({"COLLECTIVE_FUTURES_TASK_LEASE": "soon"})

@@ -160,13 +160,16 @@ class ZopeInstance:
 
     def __init__(self, home, threads=2, product_config=None, futures=True,
                  server_extra="", command=None, filters=(),
-                 packages=("futures_testapp",), nofile=None, zeo_address=None):
+                 packages=("futures_testapp",), nofile=None, zeo_address=None,
+                 environment=None):
         self.home = pathlib.Path(home)
         #: (host, port) of a ZEO server to use as the main database, or
         #: None for the instance's own FileStorage.
         self.zeo_address = zeo_address
         #: RLIMIT_NOFILE (soft and hard) of the process, or None for many.
         self.nofile = nofile
+        #: Environment variables the process gets besides this one's.
+        self.environment = dict(environment or {})
         self.threads = threads
         self.product_config = product_config or {}
         self.futures = futures
@@ -216,7 +219,7 @@ class ZopeInstance:
         return self.home / "var/stderr.log"
 
     def start(self, timeout=90):
-        env = subprocess_env()
+        env = {**subprocess_env(), **self.environment}
         command = self.command or RUNWSGI + [str(self.home / "etc/zope.ini")]
         # A restart appends to the log: its own "Serving on" comes after.
         offset = len(self.log())
@@ -236,6 +239,7 @@ class ZopeInstance:
                 self.port = int(match.group(1))
                 return self
             if self.process.poll() is not None:
+                self.stderr_file.close()
                 raise RuntimeError(
                     f"Zope exited with {self.process.returncode}:\n{self.log()}")
             time.sleep(0.05)

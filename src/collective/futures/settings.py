@@ -327,7 +327,8 @@ OPTIONS = (
     Option(
         "task_poll", _seconds, 1.0,
         "Seconds between two looks for due tasks when the queue is idle "
-        "(tasks queued by this instance start at once).",
+        "(tasks queued by this instance start at once; on Redis, those "
+        "queued by any instance).",
     ),
     Option(
         "task_keep_done", _seconds, 604800.0,
@@ -468,3 +469,34 @@ def _periodic_task(key, raw):
             f"{exc} (the value is SCHEDULE PATH: '0 3 * * * /Plone/@@nightly', "
             f"'@every 60 /Plone/@@tick', or 'off' for one declared in ZCML)") from exc
     return name, schedule.strip(), path
+
+
+#: Environment variables override ``<product-config collective.futures>``:
+#: ``COLLECTIVE_FUTURES_TASK_BACKEND`` for ``task_backend`` (how container
+#: images, which make zope.conf from their environment, pass settings).
+ENVIRONMENT_PREFIX = "COLLECTIVE_FUTURES_"
+
+
+def from_environment(environ):
+    """The options set by ``environ``'s COLLECTIVE_FUTURES_* variables, as
+    a raw mapping for Settings.from_mapping. A variable that names no
+    option, or whose value is bad, raises ConfigurationError naming the
+    variable."""
+    found = {}
+    for variable, raw in environ.items():
+        if not variable.startswith(ENVIRONMENT_PREFIX):
+            continue
+        key = variable[len(ENVIRONMENT_PREFIX):].lower()
+        option = _BY_NAME.get(key)
+        if option is None:
+            raise ConfigurationError(
+                f"environment variable {variable}: no such option (the "
+                f"options, in upper case after {ENVIRONMENT_PREFIX}: "
+                f"{', '.join(sorted(name.upper() for name in _BY_NAME))})")
+        try:
+            option.convert(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"environment variable {variable}: bad value {raw!r}: {exc}") from exc
+        found[key] = raw
+    return found

@@ -13,16 +13,17 @@ from App.config import getConfiguration
 from .. import runtime, server
 from ..core.descriptors import raise_soft_limit
 from ..server.drain import Drain
-from ..settings import Settings
+from ..settings import Settings, from_environment
 
 
 logger = logging.getLogger("collective.futures")
 
 
 def product_config():
-    """The raw ``<product-config collective.futures>`` mapping (or {})."""
+    """The raw ``<product-config collective.futures>`` mapping (or {}),
+    with the COLLECTIVE_FUTURES_* environment variables over it."""
     config = getattr(getConfiguration(), "product_config", None) or {}
-    return config.get("collective.futures") or {}
+    return {**(config.get("collective.futures") or {}), **from_environment(os.environ)}
 
 
 def process_starting(event):
