@@ -25,11 +25,13 @@ def free_port():
 
 
 class RedisServer:
-    """``RedisServer(directory, appendonly=False).start()``; ``url``,
+    """``RedisServer(directory, appendonly=False, appendfsync="always")
+    .start()``; ``url``,
     ``client()``, ``stop()``, ``kill()``, ``start()`` again (same port,
     same files: with ``appendonly`` what it had survives)."""
 
-    def __init__(self, directory, appendonly=False, port=None):
+    def __init__(self, directory, appendonly=False, port=None, appendfsync="always",
+                 config=None, extra=()):
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             raise RedisNotInstalled(
@@ -38,6 +40,12 @@ class RedisServer:
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        #: A redis.conf to start with (its port, address, directory and
+        #: log file replaced); None: the options above.
+        self.config = config
+        #: More arguments (``--replicaof HOST PORT``, ``--sentinel``).
+        self.extra = list(extra)
         self.port = port or free_port()
         #: requirepass, if set before start()
         self.password = None
@@ -48,11 +56,14 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout=20):
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                   "--dir", str(self.directory), "--save", "",
-                   "--appendonly", "yes" if self.appendonly else "no",
-                   "--appendfsync", "always", "--protected-mode", "no",
-                   "--logfile", "redis.log", "--daemonize", "no"]
+        command = [self.binary] + ([str(self.config)] if self.config else []) + [
+            "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.directory), "--protected-mode", "no",
+            "--logfile", "redis.log", "--daemonize", "no"]
+        if not self.config:
+            command += ["--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                        "--appendfsync", self.appendfsync]
+        command += self.extra
         if self.password:
             command += ["--requirepass", self.password]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,

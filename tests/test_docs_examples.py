@@ -87,6 +87,7 @@ INCLUDED_BY = {
     "examples/deployment/zope.ini": "tests/test_deployment.py",
     "examples/deployment/haproxy.cfg": "tests/test_deployment.py",
     "examples/deployment/nginx.conf": "tests/test_deployment.py",
+    "examples/deployment/redis.conf": "tests/test_tasks_redis.py",
 }
 #: The harness modules a runner of INCLUDED_BY reads its files through.
 HARNESS = {"tests/test_deployment.py": "tests/deployment.py"}
@@ -109,6 +110,14 @@ FRAGMENTS = {
         "(tests_plone/test_plone_tasks.py::"
         "test_a_task_runs_as_the_user_trusted_code_names), the core suite its "
         "errors (tests/test_functional_tasks.py)",
+    ("docs/deployment.rst", "<product-config collective.futures>"):
+        "a zope.conf excerpt: test_the_redis_settings_of_the_manual_are_valid "
+        "(below) reads it with Settings.from_mapping; tests/"
+        "test_functional_tasks_redis.py runs instances so configured",
+    ("docs/deployment.rst", "COLLECTIVE_FUTURES_TASK_BACKEND=redis://:PASSWORD@redis:6379/0"):
+        "environment variables, not code: test_the_redis_settings_of_the_manual_are_valid "
+        "reads them with from_environment; tests/test_functional_tasks_redis.py "
+        "starts an instance configured by such variables alone",
     ("docs/configuration.rst", "<product-config collective.futures>"):
         "a zope.conf excerpt, not code: the doctest below it validates the "
         "same strings with Settings.from_mapping (what startup calls), and "
@@ -647,3 +656,18 @@ def test_the_periodic_tasks_lines_of_the_manual_are_valid():
     settings = Settings.from_mapping(mapping)
     assert settings.periodic == (("nightly-report", "0 4 * * *", "/Plone/@@nightly-report"),
                                  ("sync", "off", ""))
+
+
+def test_the_redis_settings_of_the_manual_are_valid():
+    from collective.futures.settings import Settings, from_environment
+    page = (DOCS / "deployment.rst").read_text()
+    config = page.split("<product-config collective.futures>", 1)[1].split(
+        "</product-config>", 1)[0]
+    mapping = dict(line.split(None, 1) for line in map(str.strip, config.splitlines())
+                   if line and not line.startswith("#"))
+    settings = Settings.from_mapping(mapping)
+    assert settings.task_backend.startswith("redis://") and settings.task_consumer
+    variables = dict(line.strip().split("=", 1) for line in page.splitlines()
+                     if line.strip().startswith("COLLECTIVE_FUTURES_"))
+    assert from_environment(variables) == {
+        "task_backend": "redis://:PASSWORD@redis:6379/0", "task_consumer": "on"}

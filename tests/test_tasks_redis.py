@@ -184,3 +184,76 @@ def test_the_password_never_shows():
     assert public_url("redis://user:s3cret@h:1/0") == "redis://user:***@h:1/0"
     assert public_url("redis://h:1/0") == "redis://h:1/0"
     assert "s3cret" not in repr(RedisBackend("redis://:s3cret@127.0.0.1:1/0"))
+
+
+def test_the_shipped_redis_conf_keeps_tasks_and_refuses_writes_when_full(tmp_path):
+    # examples/deployment/redis.conf as docs/deployment.rst includes it
+    # (its port, address and directory replaced).
+    import pathlib
+    from redisserver import RedisServer
+    shipped = pathlib.Path(__file__).parent.parent / "examples/deployment" / "redis.conf"
+    server = RedisServer(tmp_path / "redis", config=shipped).start()
+    backend = RedisBackend(server.url)
+    try:
+        client = server.client()
+        config = {key: client.config_get(key)[key] for key in
+                  ("appendonly", "appendfsync", "maxmemory-policy", "maxmemory")}
+        assert config == {"appendonly": "yes", "appendfsync": "everysec",
+                          "maxmemory-policy": "noeviction",
+                          "maxmemory": str(2**30)}
+        ids = add(backend, task(eta=T0))  # the control: it works
+        # Full (a limit below what it uses): the commit's prepare fails,
+        # clearly, and stores nothing; nothing is evicted.
+        client.config_set("maxmemory", "1")
+        doomed = task()
+        with pytest.raises(TaskQueueUnavailableError,
+                           match="used memory > 'maxmemory'.*Redis is full"):
+            backend.prepare([doomed, task()], "t")
+        client.config_set("maxmemory", str(2**30))
+        assert backend.status(doomed["id"]) is None
+        assert state(backend, ids[0]) == "queued"
+    finally:
+        backend.close()
+        server.kill()
+
+
+def test_sentinel_finds_the_master_and_a_failover_is_survived(tmp_path):
+    # A master, a replica, a Sentinel watching them (quorum 1, down after
+    # a second); the backend names only the Sentinel. The master is
+    # killed: the Sentinel promotes the replica, and the same backend
+    # object carries on there with the tasks that were replicated.
+    from conftest import wait_for
+    from redisserver import RedisServer, free_port
+    master = RedisServer(tmp_path / "master").start()
+    replica = RedisServer(tmp_path / "replica",
+                          extra=["--replicaof", "127.0.0.1", str(master.port)]).start()
+    sentinel_port = free_port()
+    conf = tmp_path / "sentinel" / "sentinel.conf"
+    conf.parent.mkdir()
+    conf.write_text(f"sentinel monitor tasks 127.0.0.1 {master.port} 1\n"
+                    f"sentinel down-after-milliseconds tasks 1000\n"
+                    f"sentinel failover-timeout tasks 5000\n")
+    sentinel = RedisServer(tmp_path / "sentinel", port=sentinel_port, config=conf,
+                           extra=["--sentinel"])
+    sentinel.start()
+    backend = RedisBackend(f"redis+sentinel://127.0.0.1:{sentinel_port}/tasks/0")
+    try:
+        before = add(backend, *[task(eta=T0) for _ in range(10)])
+        assert master.client().wait(1, 5000) == 1  # on the replica too
+        master.kill()
+        wait_for(lambda: replica.client().info("replication")["role"] == "master",
+                 timeout=60, interval=0.2, message="the replica promoted")
+
+        def works():
+            try:
+                return add(backend, task(eta=T0))
+            except TaskQueueUnavailableError:
+                return None  # redis-py asks the Sentinel again
+
+        after = wait_for(works, timeout=30, interval=0.2, message="the backend on the new master")
+        leased = backend.lease("default", "c1", 20, 30, now=T0 + 1)
+        assert sorted(t["id"] for _, t in leased) == sorted(before + after)
+    finally:
+        backend.close()
+        for server in (sentinel, replica, master):
+            server.kill()

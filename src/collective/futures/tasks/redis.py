@@ -426,9 +426,12 @@ class RedisBackend:
         try:
             return self._scripts[name](args=[self.prefix, WAKE_LIMIT, *args])
         except self._errors as exc:
+            hint = (" (Redis is full and evicts nothing, as it should: raise its "
+                    "maxmemory, or find what fills it)" if "maxmemory" in str(exc)
+                    else "")
             raise TaskQueueUnavailableError(
                 f"the task queue on Redis {public_url(self.url)!r} could not "
-                f"{what}: {exc}") from exc
+                f"{what}: {exc}{hint}") from exc
 
     def _call(self, what, method, *args, **kwargs):
         try:
