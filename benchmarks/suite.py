@@ -49,6 +49,7 @@ import soak  # noqa: E402
 import slow_requests  # noqa: E402
 import stream_memory  # noqa: E402
 import tasks  # noqa: E402
+import tasks_redis  # noqa: E402
 from zopeinstance import ZopeInstance, subprocess_env  # noqa: E402
 
 
@@ -113,6 +114,8 @@ OTHERS = {
     "soak": (soak, dict(n=20000), dict(n=400)),
     "tasks": (tasks, dict(n=2000, sparse=200, flood_tasks=10000),
               dict(n=100, sparse=10, flood_tasks=1000, seconds=1.0)),
+    "tasks_redis": (tasks_redis, dict(n=1000, sparse=100),
+                    dict(n=50, sparse=5, consumers=(1, 2))),
 }
 
 

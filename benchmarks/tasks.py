@@ -34,8 +34,9 @@ Measured per engine:
   the Zope process's CPU per task (queuing and running, utime + stime
   over the burst).
 
-Every task must have run exactly once (none missing, none twice), or the
-run fails. Then, for collective.futures only, **flood**: a plain page,
+Every task's work must have committed exactly once (none missing, none
+twice), or the run fails; calls of its view that a ConflictError made Zope
+retry are counted apart (``retried_calls``). Then, for collective.futures only, **flood**: a plain page,
 requested by ``--concurrency`` closed-loop clients for ``--seconds``
 seconds, unloaded, then while ``--flood`` tasks queued in one transaction
 are being consumed (the flood must still be running when the measurement
@@ -89,13 +90,22 @@ class Engine:
         if status != 200:
             raise RuntimeError(f"queuing {n} tasks answered {status}: {body[:300]}")
 
-    def figures(self, batch):
+    def _read(self, batch):
         status, body = self.zope.get(f"/@@bench-task-figures?batch={batch}")
         if status != 200:
             raise RuntimeError(f"the figures answered {status}: {body[:300]}")
-        data = json.loads(body)
+        return json.loads(body)
+
+    def figures(self, batch):
+        """({task number: commit time}, [(task number, start)]): the
+        starts of the calls whose transaction committed."""
+        data = self._read(batch)
         return ({int(i): t for i, t in data["committed"].items()},
                 [tuple(pair) for pair in data["started"]])
+
+    def calls(self, batch):
+        """The task view's calls, those that a ConflictError retried too."""
+        return self._read(batch)["calls"]
 
     def wait_started(self, batch, n, timeout):
         """The batch's starts, once ``n`` have started and a further
@@ -129,16 +139,20 @@ class Engine:
                 "commit_to_start_p99_ms": ms(quantile(latencies, 0.99)),
                 "commit_to_start_max_ms": ms(max(latencies))}
 
+    def cpu_seconds(self):
+        return self.zope.cpu_seconds()
+
     def burst(self, n):
-        cpu = self.zope.cpu_seconds()
+        cpu = self.cpu_seconds()
         self.queue("burst", n, timeout=300)
         committed, started = self.wait_started("burst", n, timeout=max(60, n / 5))
-        cpu = self.zope.cpu_seconds() - cpu  # and a settling second, idle
+        cpu = self.cpu_seconds() - cpu  # and a settling second, idle
         self.exactly_once("burst", started, n)
         starts = sorted(t for _, t in started)
         span = starts[-1] - starts[0]
         end_to_end = starts[-1] - min(committed.values())
         return {"tasks": n,
+                "retried_calls": self.calls("burst") - n,
                 "tasks_per_s": round(n / end_to_end, 1),
                 "drain_tasks_per_s": round((n - 1) / span, 1) if span > 0 else None,
                 "queued_in_s": round(max(committed.values()) - min(committed.values()), 2),

@@ -206,6 +206,15 @@ README_FIGURES = [
       ("tasks/flood/during_flood/p99_ms", "{:.1f} ms"),
       ("tasks/flood/tasks", "{:,}"),
       ("tasks/flood/unloaded/p99_ms", "{:.1f} ms")]),
+    ("Measured (``benchmarks/tasks_redis.py``, all on the same {} cores): **{} "
+     "tasks per second** end to end with one consuming instance (Huey on the same "
+     "Redis: {}), {} with two, {} with three; commit to start {} at p50.",
+     [("machine/cpus", "{}"),
+      ("tasks_redis/engines/futures/1/burst/tasks_per_s", "{:,.0f}"),
+      ("tasks_redis/engines/huey/1/burst/tasks_per_s", "{:,.0f}"),
+      ("tasks_redis/engines/futures/2/burst/tasks_per_s", "{:,.0f}"),
+      ("tasks_redis/engines/futures/3/burst/tasks_per_s", "{:,.0f}"),
+      ("tasks_redis/engines/futures/1/sparse/commit_to_start_p50_ms", "{:.1f} ms")]),
     ("The figures at the top come from ``benchmarks/slow_requests.py`` ({} "
      "concurrent requests, ``threads = {}``)",
      [("slow_requests/parameters/requests", "{}"),
@@ -475,7 +484,8 @@ def test_a_failed_or_unclean_run_is_refused():
     # Positive control.
     clean = {"commit": {"sha": "9631219", "dirty": False}, "failures": [],
              "slow_requests": {}, "stream_memory": {}, "executors": {},
-             "scale": {}, "soak": {}, "overhead": {}, "tasks": {}}
+             "scale": {}, "soak": {}, "overhead": {}, "tasks": {},
+             "tasks_redis": {}}
     assert run_problems(clean) == []
     assert run_problems({**clean, "failures": ["stream iterator, C = 256: 503"]})
     assert run_problems({**clean, "commit": {"sha": "9631219", "dirty": True}})

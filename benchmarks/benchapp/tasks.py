@@ -20,8 +20,12 @@ import transaction
 #: batch -> {task number: when the write that made it visible began
 #: (epoch s): the commit of its transaction, or Huey's ``enqueue``}
 COMMITTED = {}
-#: batch -> [(task number, when its view was called)]
+#: batch -> [(task number, when its view was called)], for the calls
+#: whose transaction committed (a call that a ConflictError retries is
+#: called again: its effect counts once)
 STARTED = {}
+#: batch -> calls, retried ones included
+CALLS = {}
 
 _huey = {}
 _huey_lock = threading.Lock()
@@ -34,11 +38,17 @@ class _View:
 
 
 class Noop(_View):
-    """The task: notes when it was called."""
+    """The task: notes when it was called, once its transaction commits."""
 
     def __call__(self):
         form = self.request.form
-        STARTED.setdefault(form["batch"], []).append((int(form["i"]), time.time()))
+        batch, number, called = form["batch"], int(form["i"]), time.time()
+        CALLS[batch] = CALLS.get(batch, 0) + 1
+
+        def note(success):
+            if success:
+                STARTED.setdefault(batch, []).append((number, called))
+        transaction.get().addAfterCommitHook(note)
         return "ok"
 
 
@@ -76,7 +86,8 @@ class Figures(_View):
         batch = self.request.form["batch"]
         self.request.response.setHeader("Content-Type", "application/json")
         return json.dumps({"committed": COMMITTED.get(batch, {}),
-                           "started": STARTED.get(batch, [])})
+                           "started": STARTED.get(batch, []),
+                           "calls": CALLS.get(batch, 0)})
 
 
 def _run_view(batch, i):
@@ -100,11 +111,12 @@ def _run_view(batch, i):
 
 
 class HueyStart(_View):
-    """Starts the Huey consumer thread on the SQLite file ``db`` (once),
-    with ``workers``, ``initial_delay``, ``backoff``, ``max_delay``."""
+    """Starts Huey on the SQLite file ``db`` or the Redis of ``redis`` (a
+    URL; queue ``name``), once; with ``consume=1``, its consumer thread
+    too, with ``workers``, ``initial_delay``, ``backoff``, ``max_delay``."""
 
     def __call__(self):
-        from huey import SqliteHuey
+        from huey import RedisHuey, SqliteHuey
         from huey.consumer import Consumer
 
         class ThreadConsumer(Consumer):
@@ -113,11 +125,18 @@ class HueyStart(_View):
                 pass
 
         with _huey_lock:
-            if "consumer" not in _huey:
-                huey = SqliteHuey(filename=self.request.form["db"], results=False)
+            form = self.request.form
+            if "task" not in _huey:
+                if form.get("redis"):
+                    huey = RedisHuey(form.get("name", "huey"), url=form["redis"],
+                                     results=False)
+                else:
+                    huey = SqliteHuey(filename=form["db"], results=False)
                 _huey["task"] = huey.task()(_run_view)
+                _huey["huey"] = huey
+            if "consumer" not in _huey and form.get("consume", "1") == "1":
+                huey = _huey["huey"]
                 # The options the benchmark passes: collective.taskqueue2's.
-                form = self.request.form
                 consumer = ThreadConsumer(
                     huey, workers=int(form["workers"]), worker_type="thread",
                     periodic=False, initial_delay=float(form["initial_delay"]),
