@@ -439,3 +439,44 @@ def test_a_promise_s_on_error_goes_with_its_outcome():
     assert outcomes["late"].unwrap() == "too late"
     with pytest.raises(ZeroDivisionError):  # the positive control
         outcomes["strict"].unwrap()
+
+
+# a full executor (the admission saw room; another request took it)
+
+class FullAfter(ManualExecutor):
+    """Takes ``room`` submissions, then refuses as a full queue does."""
+
+    def __init__(self, room):
+        super().__init__()
+        self.room = room
+
+    def submit(self, fn, /, *args, **kwargs):
+        from collective.futures.exceptions import ExecutorFullError
+        if len(self.calls) >= self.room:
+            raise ExecutorFullError("collective.futures-worker is full (max_queue)")
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_promise_a_full_executor_refuses_makes_the_round_a_refusal():
+    from collective.futures.exceptions import ExecutorFullError
+    executor, done = FullAfter(room=1), []
+    round_ = make_round(executor, ManualSchedule(), done.append,
+                        a=lambda: 1, b=lambda: 2, c=lambda: 3).start()
+    assert round_.refusal == "the threads executor's queue is full (max_queue)"
+    assert round_.done and len(done) == 1
+    assert isinstance(done[0]["b"].error, ExecutorFullError)
+    # a was queued: dropped; c was never submitted.
+    assert executor.calls[0][0].cancelled() and len(executor.calls) == 1
+    assert isinstance(done[0]["a"].error, FutureCancelledError)
+    assert isinstance(done[0]["c"].error, FutureCancelledError)
+
+
+def test_a_refused_promise_with_a_fallback_is_its_outcome_not_a_refusal():
+    from collective.futures.exceptions import ExecutorFullError
+    executor, done = FullAfter(room=0), []
+    round_ = Round({"a": Promise("a", lambda: 1, on_error="later")},
+                   submitter(executor), ManualSchedule(), deadline=10.0, timeout=10.0,
+                   on_done=done.append).start()
+    assert round_.refusal is None
+    assert isinstance(done[0]["a"].error, ExecutorFullError)
+    assert done[0]["a"].unwrap() == "later"

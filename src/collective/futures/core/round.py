@@ -16,9 +16,9 @@ import time
 from zope.interface import implementer
 
 from ..exceptions import (
-    FutureAbortedError, FutureCancelledError, FutureTimeoutError)
+    ExecutorFullError, FutureAbortedError, FutureCancelledError, FutureTimeoutError)
 from ..interfaces import IDetachedJob
-from .promise import Outcome
+from .promise import NO_FALLBACK, Outcome
 
 
 logger = logging.getLogger("collective.futures")
@@ -72,14 +72,31 @@ class Round:
         return self._over
 
     def start(self):
-        """Submit every promise and arm the deadline. Returns self."""
+        """Submit every promise and arm the deadline. Returns self.
+
+        A promise without ``on_error`` that a full executor refuses
+        (ExecutorFullError: the request's admission saw room, another
+        request took it meanwhile) makes the request a 503, as the
+        admission would have: the round is refused, its other promises
+        dropped, and ``refusal`` says why."""
         self._timer = self.schedule(self.deadline, self.expire)
+        full = None
         for key, promise in self.promises.items():
             if self.metrics is not None:
                 self.metrics.promise_submitted(promise.executor)
             try:
                 future = self.submit(promise)
             except Exception as exc:  # executor full, shut down, refusing
+                if isinstance(exc, ExecutorFullError) and promise.on_error is NO_FALLBACK:
+                    full = (f"the {promise.executor or 'default'} executor's queue "
+                            f"is full (max_queue)")
+                    with self._lock:
+                        # Before the outcome: whoever the round's end
+                        # wakes reads the refusal.
+                        if not self._finished and self.refusal is None:
+                            self.refusal = full
+                    self._settle(key, Outcome(error=exc))
+                    break
                 self._settle(key, Outcome(error=exc))
                 continue
             with self._lock:
@@ -94,6 +111,8 @@ class Round:
                 continue
             future.add_done_callback(
                 lambda f, key=key: self._future_done(key, f))
+        if full is not None:
+            self.refuse(full)  # the rest: not submitted, or dropped
         if not self.promises:
             self._finish()
         return self

@@ -234,6 +234,14 @@ def _wait_and_replay(request, state, runtime):
             f"{getattr(request, 'retry_max_count', '?')}); set "
             f"max-conflict-retries >= max_passes - 1 in zope.conf")
     round_ = runtime.start_round(state.take_pending())
+    if round_.refusal is not None:
+        # A full executor refused a promise (another request took the room
+        # the admission saw): a 503, as the admission's would have been.
+        runtime.metrics.request_rejected()
+        logger.warning("503 for %s %s: %s", printable(request.get("REQUEST_METHOD")),
+                       printable(request.get("PATH_INFO")), round_.refusal)
+        _answer_unavailable(request, round_.refusal, runtime.settings.retry_after)
+        return
     # Why wait here: nothing else can publish the next pass under this
     # server. The promises run concurrently in the side pool meanwhile; the
     # round's own deadline settles it in `timeout`, the grace covers a
