@@ -608,3 +608,27 @@ def test_housekeeping_purges_by_task_keep_done_and_task_keep_dead(tmp_path):
     assert service.keep_house(now=T0 + 1500) == 1
     assert backend.status(dead) is None
     backend.close()
+
+
+def test_among_tasks_due_at_the_same_time_the_first_created_is_leased_first(backend):
+    # Ids in the other order than creation: no backend may order by id.
+    ids = add(backend, task(id="c" * 32, created=T0 - 3), task(id="a" * 32, created=T0 - 1),
+              task(id="b" * 32, created=T0 - 2))
+    order = [lease_one(backend, now=T0)[1]["id"] for _ in ids]
+    assert order == ["c" * 32, "b" * 32, "a" * 32]
+
+
+def test_purge_and_recover_reach_every_old_task_however_many(backend):
+    # More than a backend may handle in one step (Redis: BATCH per call).
+    many = [task(eta=T0) for _ in range(1200)]
+    leases = []
+    add(backend, *many)
+    for lease, _ in backend.lease("default", "c1", 1200, 30, now=T0):
+        leases.append(lease)
+    for lease in leases:
+        backend.ack(lease, now=T0)
+    backend.prepare([task() for _ in range(700)], "lost", now=T0)
+    assert backend.recover(60, now=T0 + 120) == 700
+    assert backend.purge(60, now=T0 + 200, dead_older_than=10) == 1200 + 700
+    stats = backend.stats("default", now=T0 + 200)
+    assert (stats["done"], stats["dead"], stats["prepared"]) == (0, 0, 0)

@@ -220,3 +220,24 @@ def test_bindings_are_per_backend_and_per_transaction(tmp_path, manager):
     finally:
         one.close()
         two.close()
+
+
+class LostAnswerBackend(MemoryBackend):
+    """Stores the tasks, then fails as if the answer were lost on the way
+    back (a socket timeout after the server did the work)."""
+
+    def prepare(self, tasks, token, now=None):
+        super().prepare(tasks, token, now)
+        raise TaskQueueUnavailableError("no answer: timed out reading from the socket")
+
+
+def test_a_prepare_whose_answer_was_lost_is_discarded_by_the_abort(manager):
+    backend = LostAnswerBackend()
+    manager.begin()
+    task_id = bind(backend, job(), manager).tasks[0]["id"]
+    with pytest.raises(TaskQueueUnavailableError, match="timed out"):
+        manager.commit()
+    # The transaction aborted: what the backend stored all the same is
+    # gone, not left to become a dead letter in doubt.
+    assert backend.status(task_id) is None
+    assert backend.recover(0, now=10**10) == 0

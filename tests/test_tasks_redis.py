@@ -160,8 +160,13 @@ def test_consumers_heartbeats_are_listed_while_fresh(redis_server):
     ("unix:///run/redis/redis.sock?db=3",
      ("url", "unix:///run/redis/redis.sock?db=3", "collective.futures:", {})),
     ("redis+sentinel://:pw@s1:26379,s2:26379/mymaster/1",
-     ("sentinel", ([("s1", 26379), ("s2", 26379)], "mymaster", 1, "pw"),
-      "collective.futures:", {})),
+     ("sentinel", ([("s1", 26379), ("s2", 26379)], "mymaster", 1),
+      "collective.futures:", {"password": "pw"})),
+    ("redis+sentinel://app:pw@s1:26379/mymaster?ssl=true&ssl_cert_reqs=required"
+     "&sentinel_password=sp&prefix=p:",
+     ("sentinel", ([("s1", 26379)], "mymaster", 0), "p:",
+      {"username": "app", "password": "pw", "ssl": True, "ssl_cert_reqs": "required",
+       "sentinel_password": "sp"})),
 ])
 def test_urls_as_redis_py_reads_them_and_sentinel(url, expected):
     assert parse_url(url) == expected
@@ -171,6 +176,8 @@ def test_urls_as_redis_py_reads_them_and_sentinel(url, expected):
     ("redis://", "no host"),
     ("redis+sentinel://s1/mymaster", "is not HOST:PORT"),
     ("redis+sentinel://s1:26379/", "the path is /SERVICE"),
+    ("redis+sentinel://s1:26379/m?sssl=true", "'sssl' is not an option"),
+    ("redis+sentinel://s1:26379/m?ssl=maybe", "ssl is true or false"),
     ("redis://h/0?prefix=", "prefix"),
     ("http://h/", "is not a redis://"),
 ])
@@ -183,7 +190,28 @@ def test_the_password_never_shows():
     assert public_url("redis://:s3cret@h:1/0") == "redis://:***@h:1/0"
     assert public_url("redis://user:s3cret@h:1/0") == "redis://user:***@h:1/0"
     assert public_url("redis://h:1/0") == "redis://h:1/0"
+    # Unencoded / ? @ in a generated password; the query's passwords.
+    assert public_url("redis://:Ab3/x?Y@9z@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert public_url("redis://h:1/0?password=s3cret&db=2") == "redis://h:1/0?password=***&db=2"
+    assert public_url("redis+sentinel://s:1/m?sentinel_password=s3cret") == \
+        "redis+sentinel://s:1/m?sentinel_password=***"
     assert "s3cret" not in repr(RedisBackend("redis://:s3cret@127.0.0.1:1/0"))
+
+
+@pytest.mark.parametrize("value", [
+    "redis://:Ab3/s3cret@redis:6379/0",            # no host, as urlsplit reads it
+    "redis+sentinel://:s3cret@sentinel1/mymaster",  # no port
+    "redis://:s3cret@h/0?prefix=",                  # an empty prefix
+])
+def test_a_bad_backend_setting_does_not_show_its_password(value):
+    from collective.futures.exceptions import ConfigurationError
+    from collective.futures.settings import Settings, from_environment
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_mapping({"task_backend": value})
+    assert "s3cret" not in str(raised.value) and "task_backend" in str(raised.value)
+    with pytest.raises(ConfigurationError) as raised:
+        from_environment({"COLLECTIVE_FUTURES_TASK_BACKEND": value})
+    assert "s3cret" not in str(raised.value)
 
 
 def test_the_shipped_redis_conf_keeps_tasks_and_refuses_writes_when_full(tmp_path):
@@ -257,3 +285,32 @@ def test_sentinel_finds_the_master_and_a_failover_is_survived(tmp_path):
         backend.close()
         for server in (sentinel, replica, master):
             server.kill()
+
+
+def test_a_wait_longer_than_the_socket_timeout_is_cut_short_not_an_error(redis_server):
+    # redis-py does not stretch its socket timeout for a blocking read: the
+    # wait is kept within it (the consumer waits again).
+    backend = RedisBackend(f"{redis_server.url}?prefix=w-{uuid.uuid4().hex}:",
+                           socket_timeout=1.0)
+    try:
+        started = time.monotonic()
+        assert backend.wait_for_tasks(["default"], 3.0) is False
+        assert time.monotonic() - started < 1.0
+        assert backend.wait_for_tasks(["default"], 3.0) is False  # the connection lives
+    finally:
+        backend.close()
+
+
+def test_a_requeued_task_whose_key_another_holds_gives_it_up(redis_server):
+    backend = backend_on(redis_server)
+    try:
+        (a,) = add(backend, task(dedup="k", eta=T0 - 1))
+        lease, _ = backend.lease("default", "c1", 1, 30, now=T0)[0]
+        backend.bury(lease, "bad", now=T0)
+        (b,) = add(backend, task(dedup="k", eta=T0 + 100))  # holds the key now
+        assert backend.requeue(a, now=T0 + 1)
+        assert backend.status(a)["dedup"] is None and backend.find("default", "k") == b
+        lease, _ = backend.lease("default", "c1", 1, 30, now=T0 + 200)[0]
+        assert lease[0] in (a, b)
+    finally:
+        backend.close()

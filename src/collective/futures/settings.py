@@ -405,7 +405,7 @@ class _SettingsMethods:
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(
                     f"<product-config collective.futures>: bad value "
-                    f"{raw!r} for {key!r}: {exc}"
+                    f"{_shown(key, raw)} for {key!r}: {exc}"
                 ) from exc
         return cls(executors=tuple(sorted(executors)), periodic=tuple(sorted(periodic)),
                    **values)
@@ -497,6 +497,18 @@ def from_environment(environ):
             option.convert(raw)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(
-                f"environment variable {variable}: bad value {raw!r}: {exc}") from exc
+                f"environment variable {variable}: bad value {_shown(key, raw)}: "
+                f"{exc}") from exc
         found[key] = raw
     return found
+
+
+def _shown(key, raw):
+    """How an error message shows a bad value: a secret not at all, a
+    backend URL without its passwords."""
+    if key in ("task_secret", "metrics_token"):
+        return "(not shown: a secret)"
+    if key == "task_backend":
+        from .tasks.redis import public_url
+        return repr(public_url(str(raw)))
+    return repr(raw)

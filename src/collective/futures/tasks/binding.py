@@ -115,6 +115,10 @@ class Binding:
     def tpc_vote(self, txn):
         if not self.tasks:
             return
+        # Before the call: a prepare that failed may have stored its tasks
+        # all the same (its answer lost on the way back): the abort that
+        # follows discards whatever the token has (discard is idempotent).
+        self.prepared = True
         try:
             self.backend.prepare(self.tasks, self.token)
         except TaskQueueUnavailableError:
@@ -125,7 +129,6 @@ class Binding:
             raise TaskQueueUnavailableError(
                 f"{self.backend!r} could not take {len(self.tasks)} task(s): "
                 f"{exc!r}") from exc
-        self.prepared = True
 
     def tpc_finish(self, txn):
         if not self.prepared:

@@ -36,6 +36,8 @@ TaskQueueUnavailableError, naming the URL without its password.
 """
 
 import json
+import math
+import re
 import time
 import urllib.parse
 import uuid
@@ -53,8 +55,11 @@ DEFAULT_PREFIX = "collective.futures:"
 WAKE_LIMIT = 64
 #: Seconds a consumer's heartbeat counts (the Control Panel's list).
 CONSUMER_TTL = 120.0
-#: Seconds redis-py waits to connect and for an answer (not for BLPOP,
-#: whose wait is its own timeout plus this).
+#: Tasks recovered or purged per queue in one script: Redis runs one
+#: script at a time, and a backlog must not stop it for long.
+BATCH = 500
+#: Seconds redis-py waits to connect and for an answer (a blocking read
+#: included: ``wait_for_tasks`` blocks for less).
 SOCKET_TIMEOUT = 10.0
 
 _REQUEST_FIELDS = ("method", "path", "headers", "user", "backoff")
@@ -69,20 +74,32 @@ def is_redis_url(url):
 
 
 def public_url(url):
-    """``url`` without its password (for messages and the Control Panel)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """``url`` without its passwords (for messages, logs and the Control
+    Panel): the user information's, whatever characters it has (a ``/``
+    or ``?`` unencoded), and ``password=`` / ``sentinel_password=`` of the
+    query."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if sep and "@" in rest:
+        userinfo, _, after = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+        text = f"{scheme}://{user}:***@{after}"
+    return re.sub(r"((?:^|[?&])(?:sentinel_)?password=)[^&#]*", r"\1***", text)
+
+
+#: The query options of a redis+sentinel:// URL besides ``prefix``: TLS
+#: for the Sentinels and the master alike, and the Sentinels' own password
+#: (the URL's user and password are the master's).
+SENTINEL_OPTIONS = ("ssl", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile",
+                    "ssl_keyfile", "sentinel_password")
 
 
 def parse_url(url):
     """(kind, target, prefix, options) of a backend URL, or ValueError.
-    kind "url": ``target`` is the URL for ``redis.Redis.from_url``;
-    kind "sentinel": ``target`` is (sentinels [(host, port)], service,
-    db, password)."""
+    kind "url": ``target`` is the URL for ``redis.Redis.from_url``
+    (without ``prefix``), options {}; kind "sentinel": ``target`` is
+    (sentinels [(host, port)], service, db), options the connection's
+    (username, password, sentinel_password, ssl...)."""
     parts = urllib.parse.urlsplit(str(url).strip())
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     prefix = DEFAULT_PREFIX
@@ -113,9 +130,23 @@ def parse_url(url):
         path = [p for p in parts.path.split("/") if p]
         if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
             raise ValueError(f"{public_url(url)!r}: the path is /SERVICE or /SERVICE/DB")
-        password = urllib.parse.unquote(parts.password) if parts.password else None
+        options = {}
+        if parts.username:
+            options["username"] = urllib.parse.unquote(parts.username)
+        if parts.password:
+            options["password"] = urllib.parse.unquote(parts.password)
+        for name, value in rest:
+            if name not in SENTINEL_OPTIONS:
+                raise ValueError(f"{public_url(url)!r}: {name!r} is not an option of "
+                                 f"redis+sentinel:// ({', '.join(SENTINEL_OPTIONS)}, "
+                                 f"prefix)")
+            options[name] = value
+        if "ssl" in options:
+            if options["ssl"].lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"{public_url(url)!r}: ssl is true or false")
+            options["ssl"] = options["ssl"].lower() in ("true", "1")
         db = int(path[1]) if len(path) == 2 else 0
-        return "sentinel", (sentinels, path[0], db, password), prefix, dict(rest)
+        return "sentinel", (sentinels, path[0], db), prefix, options
     raise ValueError(f"{public_url(url)!r} is not a redis://, rediss://, unix:// "
                      f"or redis+sentinel:// URL")
 
@@ -226,6 +257,19 @@ local candidates = {}
 for _, state in ipairs({'queued', 'running'}) do
   local found = redis.call('ZRANGEBYSCORE', q(queue, state), '-inf', ARGV[7],
                            'WITHSCORES', 'LIMIT', 0, limit)
+  if #found == 2 * limit then
+    -- Those tied with the last one too: the order among equal times is
+    -- by creation (below), not by id as the sorted set's.
+    local last = found[#found]
+    local seen = {}
+    for i = 1, #found, 2 do seen[found[i]] = true end
+    for i, member in ipairs(redis.call('ZRANGEBYSCORE', q(queue, state), last, last)) do
+      if not seen[member] then
+        found[#found + 1] = member
+        found[#found + 1] = last
+      end
+    end
+  end
   for i = 1, #found, 2 do
     local id = found[i]
     candidates[#candidates + 1] = {id = id, due = tonumber(found[i + 1]), from = state,
@@ -315,7 +359,11 @@ redis.call('ZREM', q(f[2], 'dead'), id)
 redis.call('ZADD', q(f[2], 'queued'), now, id)
 redis.call('HSET', tkey(id), 'state', 'queued', 'eta', now, 'attempts', 0,
            'finished', '', 'consumer', '')
-if f[3] ~= '' then redis.call('HSETNX', q(f[2], 'dedup'), f[3], id) end
+if f[3] ~= '' and redis.call('HSETNX', q(f[2], 'dedup'), f[3], id) == 0 then
+  -- Another task holds the key now: this one gives it up (else the key
+  -- would go with that task's end while this one still runs).
+  redis.call('HSET', tkey(id), 'dedup', '')
+end
 wake(f[2], 1)
 return 1
 """,
@@ -337,12 +385,17 @@ for _, state in ipairs({'queued', 'running'}) do
 end
 return best
 """,
-    # ARGV: P, wake, cutoff, now, in-doubt error
+    # ARGV: P, wake, cutoff, now, in-doubt error, batch. Returns {count,
+    # more}: a batch per queue per call, so that Redis is never blocked
+    # long (the caller calls again while there is more).
     "recover": r"""
-local count = 0
+local count, more = 0, 0
+local batch = tonumber(ARGV[6])
 for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', q(queue, 'prepared'), '-inf',
-                                 '(' .. ARGV[3])) do
+  local old = redis.call('ZRANGEBYSCORE', q(queue, 'prepared'), '-inf',
+                         '(' .. ARGV[3], 'LIMIT', 0, batch)
+  if #old == batch then more = 1 end
+  for _, id in ipairs(old) do
     local f = redis.call('HMGET', tkey(id), 'token', 'dedup')
     redis.call('ZREM', q(queue, 'prepared'), id)
     redis.call('ZADD', q(queue, 'dead'), ARGV[4], id)
@@ -353,24 +406,48 @@ for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
     count = count + 1
   end
 end
-return count
+return {count, more}
 """,
-    # ARGV: P, wake, done cutoff, dead cutoff ('' keeps them)
+    # ARGV: P, wake, done cutoff, dead cutoff ('' keeps them), batch.
+    # Returns {count, more}, as recover.
     "purge": r"""
-local count = 0
+local count, more = 0, 0
+local batch = tonumber(ARGV[5])
 for _, queue in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
   for _, pair in ipairs({{'done', ARGV[3]}, {'dead', ARGV[4]}}) do
     if pair[2] ~= '' then
-      local old = redis.call('ZRANGEBYSCORE', q(queue, pair[1]), '-inf', '(' .. pair[2])
-      for _, id in ipairs(old) do redis.call('DEL', tkey(id)) end
-      if #old > 0 then
-        redis.call('ZREMRANGEBYSCORE', q(queue, pair[1]), '-inf', '(' .. pair[2])
+      local old = redis.call('ZRANGEBYSCORE', q(queue, pair[1]), '-inf', '(' .. pair[2],
+                             'LIMIT', 0, batch)
+      if #old == batch then more = 1 end
+      for _, id in ipairs(old) do
+        redis.call('DEL', tkey(id))
+        redis.call('ZREM', q(queue, pair[1]), id)
       end
       count = count + #old
     end
   end
 end
-return count
+return {count, more}
+""",
+    # ARGV: P, wake, now, ttl. Returns the fresh heartbeats (name, JSON
+    # ...) and drops the stale ones, in one step (a heartbeat written
+    # meanwhile is not lost).
+    "consumers": r"""
+local key = P .. 'consumers'
+local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+local all = redis.call('HGETALL', key)
+local out = {}
+for i = 1, #all, 2 do
+  local ok, info = pcall(cjson.decode, all[i + 1])
+  local seen = ok and type(info) == 'table' and tonumber(info['seen'])
+  if seen and now - seen <= ttl then
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  else
+    redis.call('HDEL', key, all[i])
+  end
+end
+return out
 """,
 }
 
@@ -393,29 +470,39 @@ class RedisBackend:
     """See ITaskBackend and the module's docstring. ``url``: where Redis
     is; ``client``: a redis.Redis to use instead (tests)."""
 
-    def __init__(self, url, client=None):
+    def __init__(self, url, client=None, socket_timeout=SOCKET_TIMEOUT):
         import redis
         self._errors = redis.RedisError
+        self._sentinel = None
+        self.socket_timeout = socket_timeout
         self.url = str(url).strip()
         kind, target, self.prefix, options = parse_url(self.url)
         if client is not None:
             self._redis = client
         elif kind == "url":
             self._redis = redis.Redis.from_url(
-                target, socket_timeout=SOCKET_TIMEOUT,
-                socket_connect_timeout=SOCKET_TIMEOUT, health_check_interval=30)
+                target, socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout, health_check_interval=30)
         else:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
             from redis.sentinel import Sentinel
-            sentinels, service, db, password = target
+            sentinels, service, db = target
+            options = dict(options)
+            tls = {name: options.pop(name) for name in list(options)
+                   if name.startswith("ssl")}
+            sentinel_password = options.pop("sentinel_password", None)
+            timeouts = {"socket_timeout": self.socket_timeout,
+                        "socket_connect_timeout": self.socket_timeout}
+            # One try per Sentinel: a hung one must not cost ten timeouts
+            # (redis-py's default retries) before the next is asked.
             self._sentinel = Sentinel(
-                sentinels, socket_timeout=SOCKET_TIMEOUT,
-                socket_connect_timeout=SOCKET_TIMEOUT,
-                sentinel_kwargs={"socket_timeout": SOCKET_TIMEOUT,
-                                 "password": password} if password else
-                {"socket_timeout": SOCKET_TIMEOUT})
-            self._redis = self._sentinel.master_for(
-                service, db=db, password=password, socket_timeout=SOCKET_TIMEOUT,
-                socket_connect_timeout=SOCKET_TIMEOUT)
+                sentinels, sentinel_kwargs={
+                    **timeouts, **tls, "retry": Retry(NoBackoff(), 0),
+                    **({"password": sentinel_password} if sentinel_password else {})},
+                **timeouts)
+            self._redis = self._sentinel.master_for(service, db=db, **timeouts, **tls,
+                                                    **options)
         self._scripts = {name: self._redis.register_script(_PRELUDE + body)
                          for name, body in _SCRIPTS.items()}
 
@@ -472,6 +559,12 @@ class RedisBackend:
         now = time.time() if now is None else now
         args, payloads = [token, _format(now), len(tasks)], []
         for task in tasks:
+            # Checked before the script: one that fails midway leaves what
+            # it wrote (Redis does not roll a script back).
+            if not all(isinstance(task[name], (int, float)) and math.isfinite(task[name])
+                       for name in ("eta", "created")):
+                raise TaskQueueUnavailableError(
+                    f"task {task.get('id')!r}: eta and created must be finite times")
             args += [task["id"], task["queue"], task.get("dedup") or "",
                      _format(task["eta"]), _format(task["created"]),
                      int(task["attempts"]), int(task["max_attempts"]),
@@ -563,14 +656,22 @@ class RedisBackend:
 
     def recover(self, older_than, now=None):
         now = time.time() if now is None else now
-        return int(self._run("recover", _format(now - older_than), _format(now),
-                             IN_DOUBT, what="recover tasks in doubt"))
+        return self._batched("recover", _format(now - older_than), _format(now),
+                             IN_DOUBT, what="recover tasks in doubt")
 
     def purge(self, older_than, now=None, dead_older_than=None):
         now = time.time() if now is None else now
         dead = "" if dead_older_than is None else _format(now - dead_older_than)
-        return int(self._run("purge", _format(now - older_than), dead,
-                             what="purge old tasks"))
+        return self._batched("purge", _format(now - older_than), dead,
+                             what="purge old tasks")
+
+    def _batched(self, name, *args, what):
+        total = 0
+        while True:
+            count, more = self._run(name, *args, BATCH, what=what)
+            total += int(count)
+            if not int(more):
+                return total
 
     def secret(self):
         import secrets
@@ -579,10 +680,14 @@ class RedisBackend:
         return _text(self._call("read the secret", "get", key))
 
     def close(self):
-        try:
-            self._redis.close()
-        except self._errors:  # pragma: no cover - closing a broken pool
-            pass
+        clients = [self._redis]
+        if self._sentinel is not None:
+            clients += self._sentinel.sentinels
+        for client in clients:
+            try:
+                client.close()
+            except self._errors:  # pragma: no cover - closing a broken pool
+                pass
 
     # beyond ITaskBackend: blocking reads, the consumers' heartbeats
 
@@ -590,8 +695,11 @@ class RedisBackend:
         """Block until a task is queued or retried on one of ``queues``
         (any instance's), or for ``timeout`` seconds. True if woken."""
         keys = [f"{self.prefix}q:{queue}:wake" for queue in queues]
+        # Within the socket's timeout, which redis-py does not stretch for
+        # a blocking read: the caller waits again if it must.
+        timeout = max(0.01, min(timeout, self.socket_timeout * 0.8))
         try:
-            return self._redis.blpop(keys, timeout=max(0.01, timeout)) is not None
+            return self._redis.blpop(keys, timeout=timeout) is not None
         except self._errors as exc:
             raise TaskQueueUnavailableError(
                 f"the task queue on Redis {public_url(self.url)!r} could not "
@@ -610,20 +718,7 @@ class RedisBackend:
         their last heartbeat's info (with ``seen``); older ones are
         removed."""
         now = time.time() if now is None else now
-        key = f"{self.prefix}consumers"
-        found = self._call("list consumers", "hgetall", key)
-        alive, stale = {}, []
-        for name, value in found.items():
-            try:
-                info = json.loads(_text(value))
-                seen = float(info["seen"])
-            except (ValueError, KeyError, TypeError):
-                stale.append(name)
-                continue
-            if now - seen > CONSUMER_TTL:
-                stale.append(name)
-            else:
-                alive[_text(name)] = info
-        if stale:
-            self._call("drop silent consumers", "hdel", key, *stale)
-        return alive
+        flat = self._run("consumers", _format(now), _format(CONSUMER_TTL),
+                         what="list consumers")
+        return {_text(name): json.loads(_text(value))
+                for name, value in zip(flat[::2], flat[1::2])}

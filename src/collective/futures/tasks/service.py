@@ -15,7 +15,9 @@ each periodic task's slot when it comes (consuming instances only).
 """
 
 import logging
+import os
 import pathlib
+import socket
 import threading
 import time
 
@@ -141,7 +143,9 @@ class TaskService:
             self.backend, self.queues, base_url, self.secret,
             concurrency=settings.task_concurrency, lease_seconds=settings.task_lease,
             request_timeout=settings.task_timeout, poll_interval=settings.task_poll,
-            name=f"{base_url} ({threading.get_native_id()})",
+            # Unique across machines and containers (whose address and pid
+            # may be the same in each): the host's name too.
+            name=f"{socket.gethostname()} {base_url} ({os.getpid()})",
             on_settled=self._settled).start()
         self._housekeeping = threading.Thread(
             target=self._keep_house, name="collective.futures-task-housekeeping",
