@@ -27,15 +27,8 @@ def redis_server(tmp_path_factory):
     """A private redis-server (tests/redisserver.py) for the session;
     tests keep apart by key prefix. Without the binary: skipped on a
     laptop, a failure in CI."""
-    import os
-    from redisserver import RedisNotInstalled, RedisServer
-    try:
-        server = RedisServer(tmp_path_factory.mktemp("redis"))
-    except RedisNotInstalled as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    server.start()
+    from redisserver import private_redis
+    server = private_redis(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
 

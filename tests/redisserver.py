@@ -108,3 +108,16 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(20)
+
+
+def private_redis(directory, **options):
+    """A started RedisServer for a test (``options``: RedisServer's).
+    Without the binary: the test is skipped on a laptop, fails in CI."""
+    import pytest
+    try:
+        server = RedisServer(directory, **options)
+    except RedisNotInstalled as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    return server.start()

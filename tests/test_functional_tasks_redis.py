@@ -25,15 +25,8 @@ CONFIG = {"task_consumer": "on", "task_poll": "0.5", "task_backoff": "0.05",
 @pytest.fixture
 def redis_aof(tmp_path):
     """A private redis-server for the test, with its AOF on."""
-    from redisserver import RedisNotInstalled, RedisServer
-    import os
-    try:
-        server = RedisServer(tmp_path / "redis", appendonly=True)
-    except RedisNotInstalled as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    server.start()
+    from redisserver import private_redis
+    server = private_redis(tmp_path / "redis", appendonly=True)
     yield server
     server.kill()
 

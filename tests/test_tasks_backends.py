@@ -497,11 +497,10 @@ def test_sqlite_tasks_survive_a_crash_right_after_prepare_and_confirm(tmp_path):
 
 
 CONSUME = """
-import json, os, sys, time
+import importlib, json, os, sys, time
 from test_tasks_backends import T0
-from collective.futures.tasks.sqlite import SQLiteBackend
-path, name, go = sys.argv[1:4]
-backend = SQLiteBackend(path)
+module, kind, where, name, go = sys.argv[1:6]
+backend = getattr(importlib.import_module(module), kind)(where)
 open(go + "." + name, "w").close()  # ready
 while not os.path.exists(go):
     time.sleep(0.001)
@@ -517,17 +516,19 @@ print(json.dumps(got))
 """
 
 
-def test_sqlite_processes_never_hold_the_same_lease(tmp_path):
-    from collective.futures.tasks.sqlite import SQLiteBackend
+def processes_share_without_overlap(backend, kind, where, tmp_path, n=200, processes=4):
+    """``processes`` processes (each its own ``kind`` backend, made from
+    ``where``) lease and ack the ``n`` tasks queued in ``backend``: each
+    task once, none twice; returns how many each got."""
     from conftest import wait_for
-    path, go = tmp_path / "tasks.db", tmp_path / "go"
-    backend = SQLiteBackend(path)
-    children = []
+    go = tmp_path / "go"
+    ids = add(backend, *[task(eta=T0 - i) for i in range(n)])
+    module = type(backend).__module__
+    children = [subprocess.Popen(**python(CONSUME, module, kind, where, f"p{i}", go))
+                for i in range(processes)]
     try:
-        ids = add(backend, *[task(eta=T0 - i) for i in range(200)])
-        children = [subprocess.Popen(**python(CONSUME, path, f"p{i}", go)) for i in range(4)]
-        wait_for(lambda: all((tmp_path / f"go.p{i}").exists() for i in range(4)),
-                 timeout=60, message="the 4 consumers ready")
+        wait_for(lambda: all((tmp_path / f"go.p{i}").exists() for i in range(processes)),
+                 timeout=60, message=f"the {processes} consumers ready")
         go.touch()  # all start leasing at once
         got = []
         for child in children:
@@ -538,12 +539,22 @@ def test_sqlite_processes_never_hold_the_same_lease(tmp_path):
         assert sorted(everything) == sorted(ids)  # all acked, none twice
         assert all(backend.status(i)["attempts"] == 1 for i in ids)
         stats = backend.stats("default", now=T0 + 3)
-        assert (stats["done"], stats["queued"], stats["running"]) == (200, 0, 0)
+        assert (stats["done"], stats["queued"], stats["running"]) == (n, 0, 0)
+        return [len(one) for one in got]
     finally:
         for child in children:
             if child.poll() is None:
                 child.kill()
                 child.communicate()
+
+
+def test_sqlite_processes_never_hold_the_same_lease(tmp_path):
+    from collective.futures.tasks.sqlite import SQLiteBackend
+    path = tmp_path / "tasks.db"
+    backend = SQLiteBackend(path)
+    try:
+        processes_share_without_overlap(backend, "SQLiteBackend", path, tmp_path)
+    finally:
         backend.close()
 
 
