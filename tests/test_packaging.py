@@ -1,0 +1,81 @@
+"""The package as users get it (.ci/wheel-check builds the wheel and runs
+the core suite on it): the check that every file of src/ is in the wheel
+and the sdist, on made-up archives; the version in one place, in the form
+zest.releaser reads."""
+
+import importlib.util
+import pathlib
+import re
+import tarfile
+import zipfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def contents_module():
+    spec = importlib.util.spec_from_file_location(
+        "wheel_contents", ROOT / ".ci" / "wheel_contents.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def archives(tmp_path, names):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    wheel = tmp_path / "x-1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in names:
+            archive.writestr(name, "")
+    sdist = tmp_path / "x-1.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for name in names:
+            path = tmp_path / "sdist" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+            archive.add(path, arcname=f"x-1/src/{name}")
+    return wheel, sdist
+
+
+def test_every_package_file_of_the_tree_is_required_in_both_archives(tmp_path):
+    check = contents_module()
+    tree = tmp_path / "tree"
+    for name in ("collective/futures/configure.zcml", "collective/futures/x.py",
+                 "collective/futures/plone/profiles/default/metadata.xml",
+                 "collective.futures.egg-info/PKG-INFO",
+                 "collective/futures/__pycache__/x.cpython-311.pyc"):
+        (tree / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / "src" / name).write_text("")
+    wanted = check.package_files(tree)
+    assert wanted == ["collective/futures/configure.zcml",
+                      "collective/futures/plone/profiles/default/metadata.xml",
+                      "collective/futures/x.py"]
+    assert check.missing(tree, *archives(tmp_path / "all", wanted)) == ([], [])
+    # The control: a wheel without the profile (a package-data pattern
+    # forgotten) is caught, naming the file.
+    partial = archives(tmp_path / "partial", wanted[:1] + wanted[2:])
+    assert check.missing(tree, *partial) == (
+        ["collective/futures/plone/profiles/default/metadata.xml"],
+        ["collective/futures/plone/profiles/default/metadata.xml"])
+
+
+def test_the_real_tree_has_the_files_a_site_needs():
+    names = contents_module().package_files(ROOT)
+    for kind in (".zcml", ".pt", ".xml", ".html", "py.typed"):
+        assert any(name.endswith(kind) for name in names), kind
+
+
+def test_the_version_is_in_one_place_and_changes_rst_is_as_zest_releaser_reads_it():
+    version = re.search(r'^version = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(),
+                        re.M).group(1)
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.dev0", version), version
+    lines = (ROOT / "CHANGES.rst").read_text().splitlines()
+    # The first heading: the version being developed, "(unreleased)",
+    # underlined with dashes of its length.
+    first = next(number for number, line in enumerate(lines) if line.endswith("(unreleased)"))
+    heading = lines[first]
+    assert heading == f"{version.removesuffix('.dev0')} (unreleased)"
+    assert lines[first + 1] == "-" * len(heading)
+    # No other file states the version (setup.py, __init__.py, ...).
+    for path in list((ROOT / "src").rglob("*.py")) + [ROOT / "setup.py", ROOT / "setup.cfg"]:
+        if path.exists():
+            assert "__version__" not in path.read_text(), path
