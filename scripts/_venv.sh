@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-    echo "collective.futures needs Python 3.10 or newer; $PYTHON is $("$PYTHON" -V 2>&1)" >&2
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "collective.futures needs Python 3.11 or newer; $PYTHON is $("$PYTHON" -V 2>&1)" >&2
     exit 2
 fi
 

@@ -79,3 +79,13 @@ def test_the_version_is_in_one_place_and_changes_rst_is_as_zest_releaser_reads_i
     for path in list((ROOT / "src").rglob("*.py")) + [ROOT / "setup.py", ROOT / "setup.cfg"]:
         if path.exists():
             assert "__version__" not in path.read_text(), path
+
+
+def test_the_metadata_and_the_readme_claim_the_pythons_that_are_tested():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    classified = re.findall(r'"Programming Language :: Python :: (3\.\d+)"', pyproject)
+    readme = " ".join((ROOT / "README.rst").read_text().split())
+    tested = re.search(r"tested here on Python ([\d., and]+?) with", readme).group(1)
+    assert classified == re.findall(r"3\.\d+", tested) == ["3.11"]
+    assert 'requires-python = ">=3.11"' in pyproject
+    assert "Python 3.11 or newer (and nothing else)" in readme
