@@ -293,7 +293,7 @@ def test_metrics_labels_are_bounded_and_carry_no_argument():
     # other arguments, a secret among them: one duration label each kind,
     # named after the function, and no argument in any output.
     import functools
-    from collective.futures.core.metrics import prometheus
+    from collective.futures.exposition import prometheus
 
     def fetch(url, password):
         return url

@@ -77,6 +77,9 @@ RUN_BY = {
     "taskqueue-example": "tests/futures_testapp/views.py",
     # docs/tasks.rst: loaded as ZCML, its utilities checked.
     "periodic-zcml": "tests/test_tasks_schedule.py",
+    # docs/operations.rst: started in a real Zope by tests/futures_promsite
+    # (tests/test_operations.py scrapes it).
+    "metrics-endpoint": "tests/futures_promsite/__init__.py",
 }
 
 #: Each file the manual includes (``.. literalinclude::``, relative to the

@@ -34,8 +34,54 @@ def test_metrics_are_for_managers_or_the_scrape_token(make_zope):
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     text = body.decode()
     assert "# TYPE collective_futures_suspended_requests gauge" in text
-    assert re.search(r"^collective_futures_suspended_requests 0$", text, re.M)
+    assert re.search(r"^collective_futures_suspended_requests 0\.0$", text, re.M)
     assert metrics(zope)["suspended"] == 0
+    # What Prometheus asks for: OpenMetrics, written by prometheus_client.
+    status, headers, body = zope.request(
+        "/@@futures-metrics?format=prometheus",
+        headers={"Authorization": f"Bearer {TOKEN}",
+                 "Accept": "application/openmetrics-text;version=1.0.0,"
+                           "text/plain;version=0.0.4;q=0.5"})
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.decode().endswith("# EOF\n")
+    assert "# TYPE collective_futures_requests counter" in body.decode()
+
+
+def test_a_site_endpoint_for_the_default_registry_shows_our_metrics(make_zope):
+    # The site serves prometheus_client's default registry on a port of its
+    # own (docs/operations.rst's snippet, started at startup): our figures
+    # are there with no step of the site's, live, beside Python's own.
+    import socket
+    import urllib.request
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    zope = make_zope(packages=("futures_testapp", "futures_promsite"),
+                     environment={"FUTURES_TEST_METRICS_PORT": str(port)})
+
+    def scrape():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                        timeout=10) as response:
+                return response.read().decode()
+        except OSError:
+            return None
+
+    text = wait_for(scrape, message="the site's metrics endpoint")
+    # Positive control: it is the default registry (Python's process metrics).
+    assert "process_start_time_seconds" in text
+    assert "# TYPE collective_futures_suspended_requests gauge" in text
+    assert "collective_futures_tasks_up 1.0" in text
+    before = re.findall(
+        r'^collective_futures_request_passes_total\{passes="2"\} (\S+)$', text, re.M)
+    assert before == []
+    assert zope.get("/@@slow-futures?delay=0.05")[0] == 200
+    after = wait_for(lambda: re.findall(
+        r'^collective_futures_request_passes_total\{passes="2"\} (\S+)$',
+        scrape() or "", re.M), message="the request counted at the endpoint")
+    assert after == ["1.0"]
+    assert metrics(zope)["passes"] == {"2": 1}
 
 
 def test_metrics_add_up_after_a_mixed_load(make_zope):

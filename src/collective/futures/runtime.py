@@ -12,7 +12,8 @@ from .core.runtime import Runtime
 from . import sandbox
 
 
-__all__ = ["get_runtime", "configure", "get_tasks", "configure_tasks"]
+__all__ = ["get_runtime", "configure", "get_tasks", "configure_tasks",
+           "metrics_snapshot", "register_metrics"]
 
 # Guards _runtime: the first request and Zope's startup may race for it.
 _lock = threading.Lock()
@@ -72,3 +73,42 @@ def configure_tasks(settings, var_dir, declared=()):
     if old is not None:
         old.stop(timeout=0.0)
     return service
+
+
+def metrics_snapshot():
+    """Everything ``@@futures-metrics`` and the Prometheus collector show:
+    the runtime's snapshot with the task service's under ``"tasks"``."""
+    runtime = get_runtime()
+    data = runtime.metrics.snapshot(runtime)
+    data["tasks"] = get_tasks().snapshot()
+    return data
+
+
+# The registries our collector is in (each once), guarded by _lock.
+_registered = []
+
+
+def register_metrics(registry=None):
+    """Put the package's collector into prometheus_client's default
+    registry (or ``registry``), once per process: an endpoint of the site's
+    that serves that registry shows our metrics with no step of its own.
+    Each collection reads the process's runtime and task service as they
+    are then. Returns False (and logs why) if the registry refused it."""
+    from prometheus_client import REGISTRY
+    from .exposition import SnapshotCollector
+    registry = REGISTRY if registry is None else registry
+    with _lock:
+        if any(r is registry for r in _registered):
+            return True
+        try:
+            registry.register(SnapshotCollector(metrics_snapshot))
+        except ValueError as exc:
+            # Names taken: another copy of this package registered them.
+            import logging
+            logging.getLogger("collective.futures").warning(
+                "collective.futures' metrics are not in the Prometheus "
+                "registry: %s", exc)
+            return False
+        _registered.append(registry)
+        return True
+

@@ -1,5 +1,7 @@
 """Metrics: what an operator needs to see of suspended requests and side
-work, as JSON, in the Prometheus text format, and as recent history.
+work, counted, as plain data (the JSON view's document, which
+``collective.futures.exposition`` turns into Prometheus metric families),
+and as recent history.
 
 Runs on: any thread. Counters and histograms are updated under one lock;
 gauges (queues, running, suspended now) are read from the runtime when a
@@ -114,6 +116,7 @@ class Metrics:
             for (executor, outcome), count in self.outcomes.items():
                 outcomes.setdefault(executor, dict.fromkeys(OUTCOMES, 0))[outcome] = count
             data = {
+                "started": self.started,
                 "uptime_seconds": round(self.clock() - self.started, 1),
                 "suspended": self.suspended,
                 "suspended_peak": self.suspended_peak,
@@ -151,117 +154,3 @@ class Metrics:
                                  if o == "completed"),
             }
             self.history.append(point)
-
-
-def prometheus(data):
-    """The snapshot in the Prometheus text exposition format."""
-    lines = []
-
-    def metric(name, kind, help_, samples):
-        lines.append(f"# HELP collective_futures_{name} {help_}")
-        lines.append(f"# TYPE collective_futures_{name} {kind}")
-        for labels, value in samples:
-            label = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            lines.append(f"collective_futures_{name}{{{label}}} {value}"
-                         if label else f"collective_futures_{name} {value}")
-
-    metric("suspended_requests", "gauge",
-           "Requests whose worker thread is freed right now.",
-           [({}, data["suspended"])])
-    metric("suspended_requests_peak", "gauge",
-           "Most requests suspended at once since start.",
-           [({}, data["suspended_peak"])])
-    metric("requests_total", "counter", "Requests that used futures, by outcome.",
-           [({"outcome": k}, v) for k, v in sorted(data["requests"].items())])
-    metric("rejected_requests_total", "counter",
-           "Requests answered 503 because a bound was reached.",
-           [({}, data["rejected_requests"])])
-    metric("request_passes_total", "counter",
-           "Requests that used futures, by number of passes.",
-           [({"passes": k}, v) for k, v in data["passes"].items()])
-    metric("streams_open", "gauge",
-           "Handed-off streams admitted and not yet over (max_streams).",
-           [({}, data["streams_open"])])
-    metric("streams_total", "counter", "Handed-off streams, by outcome.",
-           [({"outcome": k}, v) for k, v in sorted(data["streams"].items())])
-    metric("promises_submitted_total", "counter", "Promises submitted.",
-           [({"executor": k}, v["submitted"]) for k, v in data["promises"].items()])
-    metric("promises_total", "counter", "Promises settled, by outcome.",
-           [({"executor": k, "outcome": o}, v[o])
-            for k, v in data["promises"].items() for o in OUTCOMES])
-    metric("promises_abandoned_total", "counter",
-           "Thread promises left running past their round.",
-           [({}, data["abandoned"])])
-    metric("promises_interrupted_total", "counter",
-           "Process promises stopped past their round.",
-           [({}, data["interrupted"])])
-    metric("executor_queued", "gauge", "Promises waiting, by executor.",
-           [({"executor": k}, v["queued"]) for k, v in data["executors"].items()])
-    metric("executor_running", "gauge", "Promises running, by executor.",
-           [({"executor": k}, v["running"]) for k, v in data["executors"].items()])
-    metric("shared_executions_total", "counter", "Shared promises executed.",
-           [({}, data["shared"]["executions"])])
-    metric("shared_hits_total", "counter",
-           "Shared promises served without an execution of their own.",
-           [({"kind": "joined"}, data["shared"]["joined"]),
-            ({"kind": "cache"}, data["shared"]["cache_hits"])])
-    tasks = data.get("tasks")
-    if tasks:
-        _tasks_metrics(metric, lines, tasks)
-    name = "promise_duration_seconds"
-    lines.append(f"# HELP collective_futures_{name} Submit-to-result time, by function.")
-    lines.append(f"# TYPE collective_futures_{name} histogram")
-    for function, hist in data["durations"].items():
-        fn = _escape(function)
-        for bound, count in hist["buckets"].items():
-            lines.append(f'collective_futures_{name}_bucket{{function="{fn}",'
-                         f'le="{bound}"}} {count}')
-        lines.append(f'collective_futures_{name}_sum{{function="{fn}"}} {hist["sum"]}')
-        lines.append(f'collective_futures_{name}_count{{function="{fn}"}} {hist["count"]}')
-    return "\n".join(lines) + "\n"
-
-
-def _tasks_metrics(metric, lines, tasks):
-    """The background tasks' part (tasks/service.py's snapshot)."""
-    queues = tasks["queues"]
-    metric("tasks_up", "gauge",
-           "1 if the task queue's backend could be read, else 0.",
-           [({}, 0 if tasks["unreachable"] else 1)])
-    metric("tasks", "gauge", "Background tasks, by queue and state (scheduled: "
-           "queued, not due yet).",
-           [({"queue": queue, "state": state}, figures[state])
-            for queue, figures in sorted(queues.items())
-            for state in ("prepared", "queued", "scheduled", "running", "done", "dead")])
-    metric("tasks_oldest_queued_seconds", "gauge",
-           "How long the longest-waiting due task has waited, by queue.",
-           [({"queue": queue}, round(figures["oldest_queued_age"], 3))
-            for queue, figures in sorted(queues.items())])
-    if tasks.get("consumers") is not None:
-        # From the backend (Redis): the same on every instance.
-        metric("task_consumers", "gauge",
-               "Instances consuming from the task queue's backend (heard from "
-               "in the last two minutes).", [({}, len(tasks["consumers"]))])
-    consumer = tasks.get("consumer")
-    if not consumer:
-        return
-    metric("tasks_running", "gauge", "Tasks this instance runs now.",
-           [({}, consumer["running"])])
-    metric("tasks_settled_total", "counter",
-           "Tasks this instance ran, by queue and how they ended.",
-           [({"queue": queue, "outcome": outcome}, count)
-            for queue, outcomes in sorted(consumer["settled"].items())
-            for outcome, count in outcomes.items()])
-    name = "task_duration_seconds"
-    lines.append(f"# HELP collective_futures_{name} A task's request time, by queue.")
-    lines.append(f"# TYPE collective_futures_{name} histogram")
-    for queue, hist in sorted(consumer["durations"].items()):
-        label = _escape(queue)
-        for bound, count in hist["buckets"].items():
-            lines.append(f'collective_futures_{name}_bucket{{queue="{label}",'
-                         f'le="{bound}"}} {count}')
-        lines.append(f'collective_futures_{name}_sum{{queue="{label}"}} {hist["sum"]}')
-        lines.append(f'collective_futures_{name}_count{{queue="{label}"}} {hist["count"]}')
-
-
-def _escape(value):
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

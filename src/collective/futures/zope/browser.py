@@ -14,8 +14,8 @@ import time
 from AccessControl import getSecurityManager
 from zExceptions import BadRequest, Forbidden, Unauthorized
 
-from ..core.metrics import prometheus
-from ..runtime import get_runtime, get_tasks
+from ..exposition import encode
+from ..runtime import get_runtime, get_tasks, metrics_snapshot
 
 #: Settings the Control Panel does not show.
 SECRET_SETTINGS = ("metrics_token", "task_secret")
@@ -38,7 +38,9 @@ def _authorized(context, request):
 
 
 class Metrics:
-    """``@@futures-metrics``: JSON, or ``?format=prometheus`` for scraping."""
+    """``@@futures-metrics``: JSON, or ``?format=prometheus`` for scraping
+    (written by prometheus_client: OpenMetrics if the scraper's ``Accept``
+    asks for it, else the text format)."""
 
     def __init__(self, context, request):
         self.context = context
@@ -48,14 +50,13 @@ class Metrics:
         if not _authorized(self.context, self.request):
             raise Unauthorized("@@futures-metrics is for Managers or a scraper "
                                "with the metrics token")
-        runtime = get_runtime()
-        data = runtime.metrics.snapshot(runtime)
-        data["tasks"] = get_tasks().snapshot()
+        data = metrics_snapshot()
         response = self.request.response
         response.setHeader("Cache-Control", "no-store")
         if self.request.form.get("format") == "prometheus":
-            response.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            return prometheus(data)
+            body, content_type = encode(data, self.request.getHeader("Accept"))
+            response.setHeader("Content-Type", content_type)
+            return body
         response.setHeader("Content-Type", "application/json")
         return json.dumps(data, indent=1)
 

@@ -51,6 +51,9 @@ def process_starting(event):
     if settings.task_consumer:
         _start_consuming(settings, tasks, drain)
     _add_control_panel_tab()
+    # Our metrics in prometheus_client's default registry, for a site whose
+    # metrics endpoint serves it.
+    runtime.register_metrics()
     logger.info(
         "collective.futures ready: %s; max_workers=%d timeout=%gs "
         "max_passes=%d", mode, settings.max_workers, settings.timeout,
