@@ -1,6 +1,7 @@
 """Run by ``zconsole run etc/zope.conf make_site.py FEED_URL``: a classic
 Plone site with plone.app.caching on, the news feed record, a member."""
 
+import inspect
 import sys
 
 import transaction
@@ -14,7 +15,15 @@ feed_url = sys.argv[-1]
 app = makerequest(app)  # noqa: F821 - zconsole provides app
 admin = app.acl_users.getUserById("admin")
 newSecurityManager(None, admin.__of__(app.acl_users))
-site = addPloneSite(app, "Plone", distribution_name="classic", setup_content=False)
+if "distribution_name" in inspect.signature(addPloneSite).parameters:
+    # Plone 6.1 and newer: sites come from distributions.
+    site = addPloneSite(app, "Plone", distribution_name="classic",
+                        setup_content=False)
+else:
+    # Plone 6.0: a classic site with the profiles its add-site form installs
+    # by default (Barceloneta; plone.app.caching is run below).
+    site = addPloneSite(app, "Plone", setup_content=False,
+                        extension_ids=("plonetheme.barceloneta:default",))
 
 for profile in ("collective.futures.plone:default", "plone.app.caching:default",
                 "plone.app.caching:without-caching-proxy"):
