@@ -86,6 +86,38 @@ def test_the_metadata_and_the_readme_claim_the_pythons_that_are_tested():
     classified = re.findall(r'"Programming Language :: Python :: (3\.\d+)"', pyproject)
     readme = " ".join((ROOT / "README.rst").read_text().split())
     tested = re.search(r"tested here on Python ([\d., and]+?) with", readme).group(1)
-    assert classified == re.findall(r"3\.\d+", tested) == ["3.11"]
+    # What CI runs: this machine's 3.11, and each Debian release's Python
+    # (.ci/debian-python checks the root's python3 is that version).
+    ci = (ROOT / ".ci/run").read_text()
+    script = (ROOT / ".ci/debian-python").read_text()
+    pythons = dict(re.findall(r"^\s+(\w+)\) python=(3\.\d+) ;;$", script, re.M))
+    run = ["3.11"] + [pythons[release] for release in
+                      re.findall(r"^bash \.ci/debian-python (\w+)$", ci, re.M)]
+    assert classified == re.findall(r"3\.\d+", tested) == run == [
+        "3.11", "3.13", "3.14"]
     assert 'requires-python = ">=3.11"' in pyproject
     assert "Python 3.11 or newer (and nothing else)" in readme
+
+
+def test_the_plone_versions_claimed_are_the_ones_the_suites_run():
+    # Each constraints-plone*.txt pins one Plone; CI runs the Plone suite on
+    # each; the classifiers and the README name exactly those.
+    pinned = {}
+    for path in sorted(ROOT.glob("constraints-plone*.txt")):
+        [version] = re.findall(r"^Plone==(\S+)$", path.read_text(), re.M)
+        pinned[path.name] = version
+    assert sorted(pinned.values()) == ["6.0.13", "6.1.4", "6.2.2"]
+    ci = (ROOT / ".ci/run").read_text()
+    assert "./scripts/test" in ci  # constraints-plone.txt, the default
+    for name in pinned:
+        if name != "constraints-plone.txt":
+            version = name[len("constraints-plone-"):-len(".txt")]
+            assert f"PLONE_CONSTRAINTS=constraints-plone-$version.txt" in ci
+            assert re.search(rf"^for version in .*\b{re.escape(version)}\b", ci, re.M)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.findall(r'"Framework :: Plone :: (6\.\d)"', pyproject) == sorted(
+        {v.rsplit(".", 1)[0] for v in pinned.values()})
+    readme = " ".join((ROOT / "README.rst").read_text().split())
+    for version in pinned.values():
+        assert f"Plone {version}" in readme, version
+
