@@ -275,10 +275,10 @@ def test_the_names_follow_the_conventions(metrics):
             assert name.endswith("_seconds"), name
         if "second" in name or "time" in name or "age" in name:
             assert name.endswith("_seconds"), name
-    # The text format: every counter's samples end in _total.
-    for name, family in parse(prometheus(full_snapshot(metrics))).items():
-        if family["type"] == "counter":
-            assert name.endswith("_total"), name
+    # The text format: the families as the tests above name them.
+    assert {name for name in parse(prometheus(full_snapshot(metrics)))} == {
+        name + "_total" if kind == "counter" else name
+        for name, kind in names.items()}
 
 
 def test_the_tasks_part(metrics):
@@ -335,6 +335,11 @@ def test_a_failing_snapshot_leaves_the_registrys_other_metrics(metrics, caplog):
     assert "site_logins_total 1.0" in text
     assert "collective_futures_" not in text
     assert "snapshot broke" in caplog.text
+    # So does a snapshot that is not what a snapshot should be.
+    broken = CollectorRegistry(auto_describe=True)
+    Counter("site_logins", "The site's own counter.", registry=broken).inc()
+    broken.register(SnapshotCollector(lambda: {"started": 0}))
+    assert "site_logins_total 1.0" in generate_latest(broken).decode()
     # Positive control: a working snapshot shows beside it.
     registry = CollectorRegistry(auto_describe=True)
     Counter("site_logins", "The site's own counter.", registry=registry).inc()
@@ -354,16 +359,18 @@ def test_register_metrics_once_per_registry_and_not_over_other_names(
     monkeypatch.setattr(runtime, "_registered", [])
     service = runtime.configure_tasks(Settings(), str(tmp_path))
     registry = CollectorRegistry(auto_describe=True)
-    assert runtime.register_metrics(registry) is True
-    assert runtime.register_metrics(registry) is True  # again: nothing new
-    text = generate_latest(registry).decode()
+    try:
+        assert runtime.register_metrics(registry) is True
+        assert runtime.register_metrics(registry) is True  # again: nothing new
+        text = generate_latest(registry).decode()
+    finally:
+        service.stop(timeout=1.0)
     assert text.count("# TYPE collective_futures_suspended_requests gauge") == 1
     # The live figures of this process's runtime and task service.
-    assert "collective_futures_tasks_up" in text
+    assert re.search(r"^collective_futures_tasks_up 1\.0$", text, re.M)
     # A registry whose names are taken (another copy's collector) refuses.
     other = CollectorRegistry(auto_describe=True)
     other.register(SnapshotCollector(lambda: full_snapshot(Metrics())))
     with caplog.at_level("WARNING", logger="collective.futures"):
         assert runtime.register_metrics(other) is False
     assert "not in the Prometheus registry" in caplog.text
-    service.stop(timeout=1.0)

@@ -48,16 +48,17 @@ def test_metrics_are_for_managers_or_the_scrape_token(make_zope):
     assert "# TYPE collective_futures_requests counter" in body.decode()
 
 
-def test_a_site_endpoint_for_the_default_registry_shows_our_metrics(make_zope):
-    # The site serves prometheus_client's default registry on a port of its
-    # own (docs/operations.rst's snippet, started at startup): our figures
-    # are there with no step of the site's, live, beside Python's own.
+def site_endpoint(make_zope, product_config=None):
+    """A Zope whose site serves prometheus_client's default registry on a
+    port of its own (docs/operations.rst's snippet, started at startup):
+    (zope, scrape), scrape() giving the endpoint's text or None."""
     import socket
     import urllib.request
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     zope = make_zope(packages=("futures_testapp", "futures_promsite"),
+                     product_config=product_config,
                      environment={"FUTURES_TEST_METRICS_PORT": str(port)})
 
     def scrape():
@@ -68,20 +69,69 @@ def test_a_site_endpoint_for_the_default_registry_shows_our_metrics(make_zope):
         except OSError:
             return None
 
+    return zope, scrape
+
+
+def test_a_site_endpoint_for_the_default_registry_shows_our_metrics(make_zope):
+    # Our figures are there with no step of the site's, live, beside
+    # Python's own.
+    zope, scrape = site_endpoint(make_zope)
     text = wait_for(scrape, message="the site's metrics endpoint")
     # Positive control: it is the default registry (Python's process metrics).
     assert "process_start_time_seconds" in text
     assert "# TYPE collective_futures_suspended_requests gauge" in text
-    assert "collective_futures_tasks_up 1.0" in text
-    before = re.findall(
-        r'^collective_futures_request_passes_total\{passes="2"\} (\S+)$', text, re.M)
-    assert before == []
+    assert re.search(r"^collective_futures_tasks_up 1\.0$", text, re.M)
+    passes = r'^collective_futures_request_passes_total\{passes="2"\} (\S+)$'
+    assert re.findall(passes, text, re.M) == []
     assert zope.get("/@@slow-futures?delay=0.05")[0] == 200
-    after = wait_for(lambda: re.findall(
-        r'^collective_futures_request_passes_total\{passes="2"\} (\S+)$',
-        scrape() or "", re.M), message="the request counted at the endpoint")
+    after = wait_for(lambda: re.findall(passes, scrape() or "", re.M),
+                     message="the request counted at the endpoint")
     assert after == ["1.0"]
     assert metrics(zope)["passes"] == {"2": 1}
+
+
+def test_metrics_registry_off_keeps_our_metrics_off_the_default_registry(make_zope):
+    zope, scrape = site_endpoint(make_zope, {"metrics_registry": "off"})
+    text = wait_for(scrape, message="the site's metrics endpoint")
+    assert "process_start_time_seconds" in text  # the endpoint works
+    assert "collective_futures_" not in text
+    # @@futures-metrics still has them.
+    status, _, body = zope.request("/@@futures-metrics?format=prometheus",
+                                   headers=zope.admin_headers())
+    assert status == 200 and b"collective_futures_suspended_requests " in body
+
+
+def test_a_hung_task_backend_costs_a_scrape_the_deadline_not_its_timeout(make_zope):
+    # A "Redis" that accepts connections and never answers: its reads wait
+    # for the socket timeout (10 s, Prometheus's whole scrape timeout). The
+    # site's endpoint, @@futures-metrics and the Control Panel answer after
+    # FIGURES_DEADLINE (2 s) with the backend unreachable.
+    import socket
+    import time
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        zope, scrape = site_endpoint(make_zope, {
+            "task_backend": f"redis://127.0.0.1:{silent.getsockname()[1]}/0"})
+        wait_for(scrape, timeout=30, message="the site's metrics endpoint")
+        started = time.monotonic()
+        text = scrape()
+        assert time.monotonic() - started < 6
+        assert re.search(r"^collective_futures_tasks_up 0\.0$", text, re.M), text
+        assert "process_start_time_seconds" in text  # the site's own, still
+        started = time.monotonic()
+        data = metrics(zope)
+        assert time.monotonic() - started < 6
+        assert data["tasks"]["unreachable"] == (
+            "the task backend did not answer within 2 s")
+        started = time.monotonic()
+        status, _, body = zope.request("/Control_Panel/manage_futures",
+                                       headers=zope.admin_headers())
+        assert status == 200 and time.monotonic() - started < 6
+        assert b"did not answer within 2 s" in body
+    finally:
+        silent.close()
 
 
 def test_metrics_add_up_after_a_mixed_load(make_zope):

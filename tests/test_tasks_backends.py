@@ -621,6 +621,42 @@ def test_housekeeping_purges_by_task_keep_done_and_task_keep_dead(tmp_path):
     backend.close()
 
 
+def test_a_snapshot_waits_for_a_hung_backend_only_until_its_deadline(tmp_path):
+    # Pure code with a stand-in: a backend whose reads hang (a Redis that
+    # never answers waits for its socket timeout).
+    from collective.futures.settings import Settings
+    from collective.futures.tasks.service import TaskService
+    from conftest import wait_for
+    service = TaskService(Settings.from_mapping({}), tmp_path)
+    release, calls = threading.Event(), []
+
+    class Hanging:
+        def stats(self, queue):
+            calls.append(queue)
+            release.wait(30)
+            return {"queued": 1}
+
+    service._backend = Hanging()
+    started = time.monotonic()
+    data = service.snapshot(deadline=0.2)
+    assert time.monotonic() - started < 2
+    assert data["unreachable"] == "the task backend did not answer within 0.2 s"
+    assert data["queues"] == {}
+    # The next snapshot waits for the same read: no second one piles up.
+    assert service.snapshot(deadline=0.2)["unreachable"]
+    assert calls == ["default"]
+    readers = [t for t in threading.enumerate()
+               if t.name == "collective.futures-task-figures"]
+    assert len(readers) == 1
+    release.set()
+    readers[0].join(5)
+    # Positive control: a backend that answers in time is read.
+    data = service.snapshot(deadline=5)
+    assert data["unreachable"] is None and data["queues"] == {"default": {"queued": 1}}
+    assert calls == ["default", "default"]
+    wait_for(lambda: service._figures_read is None, message="the read over")
+
+
 def test_among_tasks_due_at_the_same_time_the_first_created_is_leased_first(backend):
     # Ids in the other order than creation: no backend may order by id.
     ids = add(backend, task(id="c" * 32, created=T0 - 3), task(id="a" * 32, created=T0 - 1),

@@ -178,11 +178,10 @@ class SnapshotCollector:
 
     def collect(self):
         try:
-            data = self.snapshot()
+            return families(self.snapshot())
         except Exception:
             log.exception("collective.futures: the metrics snapshot failed")
             return []
-        return families(data)
 
 
 def encode(data, accept=""):

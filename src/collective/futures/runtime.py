@@ -77,10 +77,13 @@ def configure_tasks(settings, var_dir, declared=()):
 
 def metrics_snapshot():
     """Everything ``@@futures-metrics`` and the Prometheus collector show:
-    the runtime's snapshot with the task service's under ``"tasks"``."""
+    the runtime's snapshot with the task service's under ``"tasks"``, whose
+    backend gets ``FIGURES_DEADLINE`` seconds to answer (a scrape must
+    answer within its own timeout)."""
+    from .tasks.service import FIGURES_DEADLINE
     runtime = get_runtime()
     data = runtime.metrics.snapshot(runtime)
-    data["tasks"] = get_tasks().snapshot()
+    data["tasks"] = get_tasks().snapshot(deadline=FIGURES_DEADLINE)
     return data
 
 
@@ -111,4 +114,3 @@ def register_metrics(registry=None):
             return False
         _registered.append(registry)
         return True
-

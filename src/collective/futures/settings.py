@@ -277,6 +277,13 @@ OPTIONS = (
         "without a Manager login (16 characters or more).",
     ),
     Option(
+        "metrics_registry", _boolean, True,
+        "``on``: the package's metrics are also in prometheus_client's "
+        "default registry, for a metrics endpoint of the site's that serves "
+        "it (with that endpoint's access rules, not ``@@futures-metrics``'s). "
+        "``off`` keeps them to ``@@futures-metrics``.",
+    ),
+    Option(
         "task_backend", _task_backend, "sqlite:tasks.db",
         "Where background tasks wait: ``sqlite:PATH``, a SQLite file (a "
         "relative ``PATH`` is in the instance's ``var/``; instances on one "

@@ -45,6 +45,11 @@ PERIODIC_HORIZON = 3600.0
 #: Seconds between two rounds of housekeeping.
 HOUSEKEEPING_INTERVAL = 60.0
 
+#: Seconds the metrics and the Control Panel wait for the backend's
+#: figures: less than a scrape's timeout (Prometheus: 10 s), where a hung
+#: Redis would hold the read for its socket timeout.
+FIGURES_DEADLINE = 2.0
+
 
 def backend_path(url, var_dir):
     """The file of a ``sqlite:PATH`` setting (relative: in ``var_dir``);
@@ -93,6 +98,9 @@ class TaskService:
         #: this instance ran.
         self.outcomes = {}
         self.durations = {}
+        #: The read of the backend's figures under way on its own thread
+        #: (snapshot with a deadline): (done Event, result dict), or None.
+        self._figures_read = None
 
     @property
     def backend(self):
@@ -165,21 +173,19 @@ class TaskService:
             self.outcomes[key] = self.outcomes.get(key, 0) + 1
             self.durations.setdefault(task["queue"], Histogram()).observe(seconds)
 
-    def snapshot(self):
+    def snapshot(self, deadline=None):
         """The queues' figures (from the backend: the same on every
         instance sharing it) and this instance's consumer's, as plain
-        data; ``unreachable`` says why the backend could not be read."""
+        data; ``unreachable`` says why the backend could not be read.
+        ``deadline``: seconds to wait for the backend; a backend that has
+        not answered by then is reported unreachable, while its read goes
+        on, on ``collective.futures-task-figures`` (until the backend's own
+        timeout): snapshots meanwhile wait for that read, never start
+        another."""
         data = {"backend": self.where, "queues": {}, "unreachable": None,
                 "consumer": None, "consumers": None}
-        try:
-            backend = self.backend
-            for queue in self.queues:
-                data["queues"][queue] = backend.stats(queue)
-            if hasattr(backend, "consumers"):
-                # The instances that consume from this backend (Redis).
-                data["consumers"] = backend.consumers()
-        except Exception as exc:
-            data["unreachable"] = f"{type(exc).__name__}: {exc}"
+        data.update(self._backend_figures() if deadline is None
+                    else self._backend_figures_within(deadline))
         consumer = self.consumer
         with self._lock:
             settled = {}
@@ -192,6 +198,41 @@ class TaskService:
                                 "running": consumer.running, "settled": settled,
                                 "durations": durations}
         return data
+
+    def _backend_figures(self):
+        figures = {"queues": {}, "unreachable": None, "consumers": None}
+        try:
+            backend = self.backend
+            for queue in self.queues:
+                figures["queues"][queue] = backend.stats(queue)
+            if hasattr(backend, "consumers"):
+                # The instances that consume from this backend (Redis).
+                figures["consumers"] = backend.consumers()
+        except Exception as exc:
+            figures = {"queues": {}, "consumers": None,
+                       "unreachable": f"{type(exc).__name__}: {exc}"}
+        return figures
+
+    def _backend_figures_within(self, deadline):
+        with self._lock:
+            if self._figures_read is None:
+                self._figures_read = (threading.Event(), {})
+                threading.Thread(target=self._read_figures, args=self._figures_read,
+                                 name="collective.futures-task-figures",
+                                 daemon=True).start()
+            done, result = self._figures_read
+        if done.wait(deadline):
+            return result["figures"]
+        return {"queues": {}, "consumers": None,
+                "unreachable": f"the task backend did not answer within {deadline:g} s"}
+
+    def _read_figures(self, done, result):
+        try:
+            result["figures"] = self._backend_figures()
+        finally:
+            with self._lock:
+                self._figures_read = None
+            done.set()
 
     def dead_letters(self, limit=20):
         """The most recent dead tasks of every queue (for the Control

@@ -107,15 +107,14 @@ class ControlPanel:
         self.request = request
 
     def data(self):
-        runtime = get_runtime()
-        data = runtime.metrics.snapshot(runtime)
-        tasks = get_tasks()
-        data["tasks"] = tasks.snapshot()
-        data["dead_letters"] = tasks.dead_letters()
+        data = metrics_snapshot()
+        # The dead letters only from a backend that answered in time.
+        data["dead_letters"] = ([] if data["tasks"]["unreachable"]
+                                else get_tasks().dead_letters())
         data["now"] = time.time()
         data["action_token"] = action_token(getSecurityManager().getUser().getId() or "")
         # The secrets are not shown: the scrape token, the tasks' secret.
-        data["settings"] = {k: v for k, v in vars(runtime.settings).items()
+        data["settings"] = {k: v for k, v in vars(get_runtime().settings).items()
                             if k not in SECRET_SETTINGS}
         return data
 

@@ -53,7 +53,8 @@ def process_starting(event):
     _add_control_panel_tab()
     # Our metrics in prometheus_client's default registry, for a site whose
     # metrics endpoint serves it.
-    runtime.register_metrics()
+    if settings.metrics_registry:
+        runtime.register_metrics()
     logger.info(
         "collective.futures ready: %s; max_workers=%d timeout=%gs "
         "max_passes=%d", mode, settings.max_workers, settings.timeout,
