@@ -112,7 +112,7 @@ def test_the_plone_versions_claimed_are_the_ones_the_suites_run():
     for name in pinned:
         if name != "constraints-plone.txt":
             version = name[len("constraints-plone-"):-len(".txt")]
-            assert f"PLONE_CONSTRAINTS=constraints-plone-$version.txt" in ci
+            assert "PLONE_CONSTRAINTS=constraints-plone-$version.txt" in ci
             assert re.search(rf"^for version in .*\b{re.escape(version)}\b", ci, re.M)
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.findall(r'"Framework :: Plone :: (6\.\d)"', pyproject) == sorted(
@@ -120,4 +120,3 @@ def test_the_plone_versions_claimed_are_the_ones_the_suites_run():
     readme = " ".join((ROOT / "README.rst").read_text().split())
     for version in pinned.values():
         assert f"Plone {version}" in readme, version
-
