@@ -189,10 +189,15 @@ README_FIGURES = [
       ("scale/results/stream iterator, async fn/2048/efficiency", "{:.2f}"),
       ("scale/results/stream iterator, async fn/2048/threads_peak", "{}")]),
     ("A plain page costs the Zope process **{}** of CPU with the package "
-     "against {} without it (medians of {} rounds)",
+     "against {} without it (medians of {} rounds): **{}** times stock's",
      [("overhead/results/package/median_cpu_us", "{:,.0f} µs"),
       ("overhead/results/stock/median_cpu_us", "{:,.0f} µs"),
-      ("overhead/parameters/rounds", "{}")]),
+      ("overhead/parameters/rounds", "{}"),
+      ("overhead/ratio/medians", "{:.2f}")]),
+    ("whose rounds ranged from {} to {} times stock's; against stock with "
+     "the same ``poll()`` loop it is {}.",
+     [("overhead/ratio/spread/0", "{:.2f}"), ("overhead/ratio/spread/1", "{:.2f}"),
+      ("overhead/ratio_same_loop/medians", "{:.2f}")]),
     ("Measured in one run (``benchmarks/tasks.py``, no-op tasks): **{} "
      "tasks per second** end to end, each a real request through ZPublisher, "
      "against {} for Huey's SQLite storage",
@@ -224,8 +229,10 @@ README_FIGURES = [
 # Words of the README that judge figures: the words, the figures, and what
 # must hold of them.
 README_CLAIMS = [
-    ("within the project's target of 3 % more", ["overhead/ratio/medians"],
-     lambda ratio: ratio <= 1.03),
+    # This run missed the target (its rounds spread widely):
+    # the README says so, and a run within it must change these words.
+    ("over the project's target of 1.03 in this run", ["overhead/ratio/medians"],
+     lambda ratio: ratio > 1.03),
     ("answered in **{}** with no extra thread",
      ["executors/asyncio/threads_before", "executors/asyncio/threads_after"],
      lambda before, after: after <= before),
