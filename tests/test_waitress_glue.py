@@ -7,6 +7,7 @@ import time
 
 import pytest
 import waitress.server
+import waitress.wasyncore
 
 import rawhttp
 from collective.futures import runtime as runtime_module
@@ -59,7 +60,12 @@ def served():
                               daemon=True)
     thread.start()
     yield app, ("127.0.0.1", server.effective_port)
-    server.close()
+    # Closed on the loop's own thread: closing its sockets from here raced
+    # its select() (EBADF in the loop thread, seen on Python 3.13). With
+    # every socket of its map closed, the loop ends.
+    server.trigger.pull_trigger(lambda: waitress.wasyncore.close_all(server._map))
+    thread.join(10)
+    assert not thread.is_alive(), "the waitress loop did not end"
     server.task_dispatcher.shutdown(timeout=5)
     runtime_module.get_runtime().shutdown()
     runtime_module._runtime = old
