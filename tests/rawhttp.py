@@ -63,3 +63,23 @@ def read_response(stream):
     if length is not None:
         return status, headers, stream.read(int(length))
     return status, headers, stream.read()
+
+
+def read_until(sock, marker, deadline, seen=None):
+    """What ``sock`` sends until ``marker`` has come, the peer closes or
+    the monotonic ``deadline`` passes; ``seen(data)``, when given, hears
+    the data so far after each read (to time a part's arrival)."""
+    import time
+    data = b""
+    sock.settimeout(0.2)
+    while marker not in data and time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        data += chunk
+        if seen is not None:
+            seen(data)
+    return data

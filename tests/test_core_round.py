@@ -480,3 +480,52 @@ def test_a_refused_promise_with_a_fallback_is_its_outcome_not_a_refusal():
     assert round_.refusal is None
     assert isinstance(done[0]["a"].error, ExecutorFullError)
     assert done[0]["a"].unwrap() == "later"
+
+
+def test_on_settled_hears_each_promise_as_it_settles_before_on_done():
+    executor, schedule, heard = ManualExecutor(), ManualSchedule(), []
+    round_ = Round(promises(a=lambda: 1, b=lambda: 2, c=lambda: 3), submitter(executor),
+                   schedule, deadline=10.0, timeout=10.0,
+                   on_done=lambda outcomes: heard.append(("done", sorted(outcomes))),
+                   on_settled=lambda key, outcome: heard.append((key, outcome.kind)))
+    round_.start()
+    executor.run(1)
+    assert heard == [("b", "completed")]
+    round_.expire()  # a and c time out together
+    assert heard == [("b", "completed"), ("a", "timed_out"), ("c", "timed_out"),
+                     ("done", ["a", "b", "c"])]
+
+
+def test_an_on_settled_that_raises_is_logged_and_the_round_goes_on(caplog):
+    executor, done = ManualExecutor(), []
+
+    def broken(key, outcome):
+        raise RuntimeError("listener")
+
+    Round(promises(a=lambda: 1), submitter(executor), ManualSchedule(), deadline=10.0,
+          timeout=10.0, on_done=done.append, on_settled=broken).start()
+    executor.run(0)
+    assert done and done[0]["a"].value == 1
+    assert "round callback for promise 'a' failed" in caplog.text
+
+
+def test_a_degrading_round_fails_only_what_a_full_executor_refused():
+    from collective.futures.exceptions import ExecutorFullError
+
+    class FullForB(ManualExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            if args and args[0].key == "b":
+                raise ExecutorFullError("full")
+            return super().submit(fn, *args, **kwargs)
+
+    for degrade in (False, True):
+        executor, done = FullForB(), []
+        round_ = Round(promises(a=lambda: 1, b=lambda: 2), submitter(executor),
+                       ManualSchedule(), deadline=10.0, timeout=10.0,
+                       on_done=done.append, degrade=degrade).start()
+        if degrade:
+            assert round_.refusal is None
+            executor.run(0)
+            assert done[0]["a"].value == 1 and done[0]["b"].kind == "rejected"
+        else:  # the control: the request is refused (a 503)
+            assert round_.refusal and done and done[0]["b"].kind == "rejected"

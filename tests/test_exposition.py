@@ -138,7 +138,7 @@ def test_the_output_parses_as_the_exposition_format(metrics):
 
 def test_an_idle_process_still_describes_every_family(metrics):
     families = parse(prometheus(metrics.snapshot(FakeRuntime())))
-    assert len(families) == 17
+    assert len(families) == 19
     assert families["collective_futures_requests_total"]["samples"] == []
     assert families["collective_futures_promise_duration_seconds"]["type"] == (
         "histogram")
@@ -266,15 +266,18 @@ def test_the_names_follow_the_conventions(metrics):
     names = {}
     for family in families(full_snapshot(metrics)):
         names[family.name] = family.type
-    assert len(names) == 24, sorted(names)
+    assert len(names) == 26, sorted(names)
     for name, kind in names.items():
         assert re.fullmatch(r"collective_futures_[a-z_]+", name), name
         # OpenMetrics' family names: a counter's drops its _total.
         assert not name.endswith("_total"), name
         if kind == "histogram":
             assert name.endswith("_seconds"), name
-        if "second" in name or "time" in name or "age" in name:
+        # A time or an age as a word of the name ("pages" is no age).
+        if re.search(r"_(seconds?|time|age)(_|$)", name):
             assert name.endswith("_seconds"), name
+    # Positive control of the word check: an age not in seconds is caught.
+    assert re.search(r"_(seconds?|time|age)(_|$)", "collective_futures_task_age")
     # The text format: the families as the tests above name them.
     assert {name for name in parse(prometheus(full_snapshot(metrics)))} == {
         name + "_total" if kind == "counter" else name

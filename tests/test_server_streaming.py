@@ -16,6 +16,7 @@ from collective.futures.core.runtime import Runtime
 from collective.futures.exceptions import ExecutorFullError
 from collective.futures.interfaces import IDetachedJob
 from collective.futures.server.internals import ClientDisconnected
+from collective.futures.stream import AsyncWorkerStreamIterator
 from collective.futures.server.streaming import (
     StreamJob, set_response)
 from collective.futures.settings import Settings
@@ -80,6 +81,12 @@ class Stream:
     """A handed-off AsyncWorkerStreamIterator: its promise runs fn."""
 
     name = "export_csv"
+    # What the job asks of it (IHandedOff), as the real one answers.
+    deadline = None
+    start_work = AsyncWorkerStreamIterator.start_work
+    stop_work = AsyncWorkerStreamIterator.stop_work
+    finished = AsyncWorkerStreamIterator.finished
+    fallback = AsyncWorkerStreamIterator.fallback
 
     def __init__(self, result=b"", error=None, during=None, executor="threads"):
         self.result = result

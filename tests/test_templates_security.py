@@ -51,6 +51,10 @@ def test_a_through_the_web_template_submits_a_named_promise(zope):
     ("nested_persistent_argument", "f.resultOrSubmit('k', None, 'upper', [{'x': context}])"),
     ("permission", "f.submit('k', 'manager-only', 'x')"),
     ("module_api", "modules['collective.futures'].submit('k', len)"),
+    # Fragments: a name without a renderer, an argument that is not plain.
+    ("fragment_no_renderer", "f.fragment('k', 'upper', 'x')"),
+    ("fragment_persistent_argument", "f.fragment('k', 'upper-fragment', context)"),
+    ("fragment_lambda", "f.fragment('k', lambda: 1)"),
 ])
 def test_restricted_code_cannot_submit_anything_else(zope, name, expression):
     runs = zope.counters().get("upper.runs", 0)
@@ -60,6 +64,15 @@ def test_restricted_code_cannot_submit_anything_else(zope, name, expression):
     status, body = zope.get(f"/ttw_{name}")
     assert status == 401, (status, body[:300])  # Unauthorized
     assert zope.counters().get("upper.runs", 0) == runs  # nothing ran
+
+
+def test_a_through_the_web_template_fills_a_named_fragment(zope):
+    # The positive control of the fragment refusals above.
+    add_template(zope, "ttw_fragment", (
+        '<p tal:define="f nocall:context/@@futures" tal:content="structure python: '
+        "f.fragment('k', 'upper-fragment', '<through the web>')\">x</p>"))
+    assert zope.get("/ttw_fragment") == (
+        200, "<p><strong class='shout'>&lt;THROUGH THE WEB&gt;</strong></p>")
 
 
 def test_a_manager_may_submit_a_manager_only_promise(zope):

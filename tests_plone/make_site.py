@@ -2,6 +2,7 @@
 Plone site with plone.app.caching on, the news feed record, a member."""
 
 import inspect
+import os
 import sys
 
 import transaction
@@ -36,7 +37,10 @@ from zope.component.hooks import setSite  # noqa: E402
 setSite(site)
 registry = getUtility(IRegistry)
 registry["collective.futures.news_feed_url"] = feed_url  # from our profile
-registry["plone.caching.interfaces.ICacheSettings.enabled"] = True
+# Caching on, as the suite checks it; FUTURES_PLONE_CACHING=off: off (the
+# fragments benchmark measures rendering, not plone.app.caching's RAM cache).
+registry["plone.caching.interfaces.ICacheSettings.enabled"] = (
+    os.environ.get("FUTURES_PLONE_CACHING", "on") != "off")
 
 site.portal_registration.addMember("jane", "jane-Secret-1", properties={
     "username": "jane", "email": "jane@example.org", "fullname": "Jane"})
@@ -48,5 +52,14 @@ site.work.reindexObjectSecurity()
 # returns is the service's own decision: test_plone_tasks.py).
 site.manage_permission("plone.restapi: Use REST API",
                        ["Anonymous", "Authenticated", "Manager"], acquire=0)
+# The fragment portlet (docs/fragments.rst) in the right column of the
+# site's root; it shows only when a request asks for it (?prices=1).
+from futures_plone_app.views import PricesAssignment  # noqa: E402
+from plone.portlets.interfaces import IPortletAssignmentMapping  # noqa: E402
+from plone.portlets.interfaces import IPortletManager  # noqa: E402
+from zope.component import getMultiAdapter  # noqa: E402
+
+column = getUtility(IPortletManager, name="plone.rightcolumn", context=site)
+getMultiAdapter((site, column), IPortletAssignmentMapping)["prices"] = PricesAssignment()
 transaction.commit()
 print("SITE READY")

@@ -676,3 +676,166 @@ class TaskDoneRecords(View):
 class TaskNoop(View):
     def __call__(self):
         return "ok"
+
+
+# Fragments (issue 16): a page whose slow parts are holes it fills
+
+def render_news(items):
+    """A renderer: plain data in, markup out (declared: Markup)."""
+    from html import escape
+    return futures.Markup(
+        "<ul class='news'>" + "".join(f"<li>{escape(str(item))}</li>"
+                                      for item in items) + "</ul>")
+
+
+def render_shout(value):
+    """The named fragment's renderer: markup around escaped text."""
+    from html import escape
+    return futures.Markup(f"<strong class='shout'>{escape(value)}</strong>")
+
+
+def render_text(value):
+    """A renderer returning text: escaped in the page."""
+    return f"text: {value}"
+
+
+def render_raising(value):
+    raise RuntimeError("this renderer fails")
+
+
+def render_with_request(value):
+    """A renderer that reaches for the request: it fails loudly."""
+    from zope.globalrequest import getRequest
+    return getRequest().get("HTTP_COOKIE", "")
+
+
+def render_user(value):
+    """A renderer that asks who the user is: nobody."""
+    from AccessControl import getSecurityManager
+    return f"user={getSecurityManager().getUser().getUserName()}"
+
+
+def news_items(delay, label):
+    time.sleep(delay)
+    return [f"{label} 1", f"{label} 2 <b>&"]
+
+
+def slow_text(delay, text, counter=None):
+    if counter:
+        bump(counter + ".started")
+    time.sleep(delay)
+    return text
+
+
+def render_hanging(value):
+    """A renderer that takes far longer than any deadline."""
+    time.sleep(30)
+    return "too late"
+
+
+def render_exit(value):
+    raise SystemExit("a renderer that exits")
+
+
+RENDERERS = {"news": render_news, "text": render_text, "raising": render_raising,
+             "request": render_with_request, "user": render_user,
+             "hanging": render_hanging, "exit": render_exit}
+
+
+class FragmentPage(View):
+    """An HTML page with ``n`` fragments below its content. Query:
+    ``delay``, ``n``, ``render`` (a RENDERERS name), ``fail`` (the promise
+    raises: ValueError, or the BaseException named), ``on_error`` (the promise's fallback value), ``progressive``
+    (1/0), ``mixed`` (an ordinary promise too), ``text`` (what slow_text
+    returns), ``counter``."""
+
+    def __call__(self):
+        form = self.request.form
+        bump("fragment-page.passes")
+        delay = self.number("delay", 0.3)
+        render = RENDERERS[form.get("render", "news")]
+        if "progressive" in form:
+            futures.progressive(form["progressive"] == "1")
+        holes = []
+        for i in range(int(form.get("n", 1))):
+            if form.get("fail") in ("SystemExit", "KeyboardInterrupt"):
+                fn, args = base_exception, (form["fail"],)
+            elif "fail" in form:
+                fn = failing
+                args = ("upstream down",)
+            elif "text" in form:
+                fn, args = slow_text, (delay * (i + 1), form["text"], form.get("counter"))
+            else:
+                fn, args = news_items, (delay * (i + 1), f"item{i}")
+            if "on_error" in form:
+                fn = futures.promise(fn, on_error=[form["on_error"]])
+            holes.append(futures.fragment(f"part{i}", render, fn, *args))
+        mixed = ""
+        if "mixed" in form:
+            mixed = futures.resultOrSubmit(
+                "ordinary", "PLACEHOLDER", slow_value, delay, "ordinary")
+        self.request.response.setHeader("Content-Type", "text/html; charset=utf-8")
+        return ("<!DOCTYPE html><html><head><title>fragments</title></head>"
+                "<body><h1>The page</h1>" + "".join(
+                    f"<div id='slot{i}'>{hole}</div>" for i, hole in enumerate(holes))
+                + f"<p id='mixed'>{mixed}</p><p>The end of the page.</p></body></html>")
+
+
+class FragmentOddCases(View):
+    """A fragment in a page that is no page to fill (``case``): a stream,
+    a redirect; or one refused at the call: a renderer that closes over
+    the view, a key used for a fragment and a promise."""
+
+    def __call__(self):
+        case = self.request.form["case"]
+        if case == "closure":
+            try:
+                futures.fragment("k", lambda value: self.context.getId(),
+                                 slow_value, 0, "x")
+            except TypeError as exc:
+                return f"refused: {exc}"
+            return "accepted"
+        if case in ("reuse", "reuse-reversed"):
+            try:
+                if case == "reuse":
+                    futures.fragment("k", render_text, slow_value, 0, "x")
+                    futures.submit("k", slow_value, 0, "x")
+                else:
+                    futures.submit("k", slow_value, 0, "x")
+                    futures.fragment("k", render_text, slow_value, 0, "x")
+            except ValueError as exc:
+                futures.cancel("k")
+                return f"refused: {exc}"
+            return "accepted"
+        hole = futures.fragment("odd", render_text, slow_text, 0, "filled", "odd-case")
+        if case == "stream":
+            from collective.futures import AsyncWorkerStreamIterator
+            return AsyncWorkerStreamIterator(slow_text, self.request, 0, "streamed")
+        if case == "redirect":
+            self.request.response.redirect(self.request["URL1"] + "/@@plain")
+            return f"<html><body>{hole}</body></html>"
+        raise ValueError(case)
+
+
+class FragmentMethodRenderer(View):
+    """A renderer that is a method of the view: refused at the call."""
+
+    def render(self, value):
+        return str(value)
+
+    def __call__(self):
+        try:
+            futures.fragment("k", self.render, slow_value, 0.1, "x")
+        except TypeError as exc:
+            return f"refused: {exc}"
+        return "accepted"
+
+
+class FragmentForged(View):
+    """A page whose content carries a placeholder someone wrote by hand."""
+
+    def __call__(self):
+        hole = futures.fragment("real", render_text, slow_text, 0.1, "filled")
+        forged = '<span data-futures-fragment="0123456789abcdef"></span>'
+        self.request.response.setHeader("Content-Type", "text/html; charset=utf-8")
+        return f"<html><body><div id='real'>{hole}</div><div id='forged'>{forged}</div></body></html>"

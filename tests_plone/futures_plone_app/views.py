@@ -327,3 +327,119 @@ class DocInfo(BrowserView):
             return json.dumps(None)
         return json.dumps({"creators": list(doc.listCreators()),
                            "owner": doc.getOwner().getId()})
+
+
+# Fragments (docs/fragments.rst): a viewlet and a portlet whose slow part
+# is a hole in the page, run as the page writes them (snippets
+# fragment-viewlet and fragment-portlet); what they take from their
+# surroundings (fetch_forecast, fetch_prices, the viewlet's city, the
+# portlet's market) is the test's: the slow upstream's feed.
+
+FRAGMENTS_DOC = "docs/fragments.rst"
+
+
+def fetch_forecast(url):
+    """The viewlet's upstream: (day, sky) pairs from the feed at ``url``.
+    Runs on: the side pool."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        titles = re.findall(r"<item><title>([^<]*)</title>", response.read().decode())
+    return [(f"Day {n}", title) for n, title in enumerate(titles, 1)]
+
+
+def fetch_prices(url):
+    """The portlet's upstream: (name, price) pairs. Runs on: the side pool."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        titles = re.findall(r"<item><title>([^<]*)</title>", response.read().decode())
+    return [(title, f"{n}.00 EUR <&>") for n, title in enumerate(titles, 1)]
+
+
+def doc_class(name, snippet_name, **names):
+    """The class ``name`` of the snippet, its code run with ``names``."""
+    code = snippet(FRAGMENTS_DOC, snippet_name)
+    namespace = {"__name__": __name__, **names}
+    exec(compile(code, f"{FRAGMENTS_DOC} (snippet {snippet_name})", "exec"), namespace)
+    return namespace[name], namespace
+
+
+DocWeatherViewlet, _weather = doc_class(
+    "WeatherViewlet", "fragment-viewlet", fetch_forecast=fetch_forecast)
+DocPricesRenderer, _prices = doc_class(
+    "PricesRenderer", "fragment-portlet", fetch_prices=fetch_prices)
+
+
+def feed_url(request, name="delay"):
+    from plone.registry.interfaces import IRegistry
+    from zope.component import getUtility
+    url = getUtility(IRegistry)["collective.futures.news_feed_url"]
+    base = url.split("?", 1)[0]
+    return f"{base}?delay={float(request.form.get(name, 0)):g}"
+
+
+class WeatherViewlet(DocWeatherViewlet):
+    """Below the content of every page, shown when the request asks:
+    ``?weather=fragment`` (the documented viewlet), ``?weather=twopass``
+    (the same part as an ordinary promise: the page takes two passes),
+    ``?weather=down`` (its upstream fails: on_error=[]). ``delay``: the
+    upstream's; ``progressive=1``: the page asks for progressive delivery.
+    (benchmarks/fragments_plone.py measures the front page with each.)"""
+
+    @property
+    def city(self):
+        if self.request.form.get("weather") == "down":
+            return "http://127.0.0.1:9/unreachable"
+        return feed_url(self.request)
+
+    def render(self):
+        mode = self.request.form.get("weather")
+        if "progressive" in self.request.form:
+            futures.progressive(self.request.form["progressive"] == "1")
+        if mode in ("fragment", "down"):
+            return super().render()
+        if mode == "twopass":
+            forecast = futures.resultOrSubmit(
+                "weather", None, futures.promise(fetch_forecast, on_error=[]),
+                self.city)
+            return "" if forecast is None else _weather["render_forecast"](forecast)
+        return ""
+
+
+from plone.app.portlets.portlets import base as portlets_base  # noqa: E402
+from plone.portlets.interfaces import IPortletDataProvider  # noqa: E402
+
+
+class IPricesPortlet(IPortletDataProvider):
+    pass
+
+
+@implementer(IPricesPortlet)
+class PricesAssignment(portlets_base.Assignment):
+    title = "Prices"
+    market = None
+
+
+class PricesAddForm(portlets_base.NullAddForm):
+    def create(self):
+        return PricesAssignment()
+
+
+class PricesRenderer(DocPricesRenderer):
+    """The documented portlet, shown when the request asks (``?prices=1``);
+    its market is the slow upstream's feed (``prices_delay``)."""
+
+    @property
+    def available(self):
+        return "prices" in self.request.form
+
+    @property
+    def data(self):
+        # Not the (persistent) assignment: setting its market would write.
+        return Market(feed_url(self.request, "prices_delay"))
+
+    @data.setter
+    def data(self, value):
+        self.__dict__["assignment"] = value
+
+
+class Market:
+    def __init__(self, market):
+        self.market = market

@@ -35,11 +35,13 @@ from .exceptions import (
 _LAZY = {
     **dict.fromkeys(
         ("submit", "result", "resultOrSubmit", "result_or_submit", "cancel",
-         "clear", "reset", "submitMultiprocess", "resultOrSubmitMultiprocess"),
+         "clear", "reset", "submitMultiprocess", "resultOrSubmitMultiprocess",
+         "fragment", "progressive"),
         ".api"),
     "promise": ".core.promise",
     "AsyncWorkerStreamIterator": ".stream",
     "StreamResult": ".core.body",
+    "Markup": ".core.fragments",
 }
 
 
@@ -64,6 +66,9 @@ __all__ = [
     "cancel",
     "clear",
     "reset",
+    "fragment",
+    "progressive",
+    "Markup",
     "promise",
     "submitMultiprocess",
     "resultOrSubmitMultiprocess",

@@ -6,10 +6,12 @@ submitted under a key; its *future* is the result the next pass reads with
 ``result(key)``.
 """
 
+import functools
 import inspect
 
 from zope.globalrequest import getRequest
 
+from .core.fragments import Fragment, Markup, new_token
 from .core.promise import Promise, PromiseOptions, promise
 from .core.shared import identity
 from .core.state import RequestFutures
@@ -22,6 +24,7 @@ from .exceptions import (
 from .executors.processes import PickledCall
 from .interfaces import STATE_ATTRIBUTE, STATE_KEY
 from .runtime import get_runtime
+from . import fragments as _fragments
 from . import sandbox
 
 
@@ -112,6 +115,13 @@ def _check_key(func, key):
         raise ValueError(f"collective.futures.{func}(): key must not be empty")
 
 
+def _not_a_fragment(func, state, key):
+    if key in state.fragments:
+        raise ValueError(
+            f"collective.futures.{func}(): {key!r} was submitted as a "
+            f"fragment in this pass; a key is a fragment or a promise")
+
+
 def _resolved(state, key, promise_):
     """The outcome for ``key``: this request's, or for a shared
     ``promise_`` a result kept for what it computes (its identity, never
@@ -161,6 +171,7 @@ def submit(key, fn, /, *args, **kwargs):
     _check_key("submit", key)
     promise_ = make_promise("submit", key, fn, args, kwargs)
     state = _state("submit")
+    _not_a_fragment("submit", state, key)
     if key in state.resolved:
         raise FutureAlreadyResolvedError(
             f"future {key!r} already has a result; clear({key!r}) before "
@@ -183,6 +194,7 @@ def resultOrSubmit(key, placeholder, fn, /, *args, **kwargs):
     _check_key("resultOrSubmit", key)
     promise_ = make_promise("resultOrSubmit", key, fn, args, kwargs)
     state = _state("resultOrSubmit")
+    _not_a_fragment("resultOrSubmit", state, key)
     outcome = _resolved(state, key, promise_)
     if outcome is not None:
         return outcome.unwrap()
@@ -191,14 +203,108 @@ def resultOrSubmit(key, placeholder, fn, /, *args, **kwargs):
     return placeholder
 
 
+def fragment(key, render, fn, /, *args, **kwargs):
+    """Submit ``fn(*args, **kwargs)`` for ``key`` as a *fragment*: a part
+    of the page that ``render(result)`` turns into HTML. Returns the HTML
+    to put in its place: a placeholder (an empty element, :class:`Markup`)
+    until the result is in.
+
+    When every promise of a pass is a fragment, that pass is the only one:
+    the page is finished (theme and transforms included) and committed with
+    its placeholders, the worker is freed, and each hole is filled with
+    ``render(result)`` once that result arrives. ``render`` runs outside the
+    worker, like ``fn``: no ZODB, no request, no user. What it returns is
+    text and is escaped, unless it is :class:`Markup` (or has ``__html__``).
+    A failure or timeout renders ``fn``'s ``on_error`` value (see
+    :func:`promise`) if it has one, else the site's ``fragment_fallback``;
+    a renderer that raises gives ``fragment_fallback`` too.
+
+    A pass that also submits ordinary promises is rendered again, as
+    always; there the fragment's result is rendered in its place.
+    """
+    _check_key("fragment", key)
+    if not callable(render):
+        raise TypeError(
+            f"collective.futures.fragment(): render must be callable, not "
+            f"{type(render).__name__} ({render!r:.60})")
+    reason = _renderer_refusal(render)
+    if reason is not None:
+        raise TypeError(f"collective.futures.fragment(): render: {reason}")
+    promise_ = make_promise("fragment", key, fn, args, kwargs)
+    state = _state("fragment")
+    if key in state.pending and key not in state.fragments:
+        raise ValueError(
+            f"collective.futures.fragment(): {key!r} was submitted as a "
+            f"promise in this pass; a key is a fragment or a promise")
+    outcome = _resolved(state, key, promise_)
+    if outcome is not None:
+        # Rendered again (a page that mixes fragments and promises): the
+        # result is here, the hole is filled now, still outside the worker.
+        return Markup(_fragments.render_now(
+            Fragment(key, render, ""), outcome))
+    known = state.fragments.get(key)
+    if known is not None and key in state.pending:
+        state.pending[key] = promise_
+        state.fragments[key] = Fragment(key, render, known.token)
+        return known.placeholder
+    fragment_ = Fragment(key, render, new_token())
+    state.fragments[key] = fragment_
+    state.pending[key] = promise_
+    return fragment_.placeholder
+
+
+def _renderer_refusal(render):
+    """Why ``render`` must not run outside the worker, or None: it is a
+    method of (or closes over, or is a partial of) what belongs to the
+    request, a view included."""
+    reason = sandbox.refusal(render, (), {})
+    if reason is not None:
+        return reason.replace("fn is", "it is", 1)
+    captured = []
+    target = render
+    while isinstance(target, functools.partial):
+        captured += list(target.args) + list(target.keywords.values())
+        target = target.func
+    for cell in getattr(target, "__closure__", None) or ():
+        try:
+            captured.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    for value in captured:
+        if hasattr(value, "request") and hasattr(value, "context"):
+            return ("it closes over a view (it holds the request and its "
+                    "context): use a module-level function of plain data")
+    reason = sandbox.refusal(target, tuple(captured), {})
+    if reason is not None:
+        return reason.replace("an argument is", "it closes over", 1)
+    return None
+
+
+def progressive(enabled=True):
+    """Ask for (or, with False, refuse) progressive delivery of this page:
+    sent at once with its holes, each fragment following in the same
+    response as it resolves. Overrides the site's
+    ``fragments_progressive``; applies when every promise of the pass is a
+    fragment and the response is an HTML page."""
+    if not isinstance(enabled, bool):
+        raise TypeError(
+            f"collective.futures.progressive(): enabled must be True or "
+            f"False, not {type(enabled).__name__}")
+    _state("progressive").progressive = enabled
+    return enabled
+
+
 def cancel(key):
     """Withdraw the promise submitted for ``key`` in this pass.
 
     Returns True if there was one. A pass that withdraws all its promises is
-    published as it is, with no further pass.
+    published as it is, with no further pass (a withdrawn fragment's
+    placeholder stays empty).
     """
     _check_key("cancel", key)
-    return _state("cancel").pending.pop(key, None) is not None
+    state = _state("cancel")
+    state.fragments.pop(key, None)
+    return state.pending.pop(key, None) is not None
 
 
 def clear(key):

@@ -85,6 +85,13 @@ def families(data):
           [((), data["streams_open"])])
     counter("streams_total", "Handed-off streams, by outcome.",
             [((k,), v) for k, v in sorted(data["streams"].items())], ["outcome"])
+    counter("fragment_pages_total",
+            "Pages rendered in one pass whose holes were filled, by delivery.",
+            [((k,), v) for k, v in sorted(data.get("fragment_pages", {}).items())],
+            ["delivery"])
+    counter("fragments_total", "Fragments of one-pass pages, by outcome.",
+            [((k,), v) for k, v in sorted(data.get("fragments", {}).items())],
+            ["outcome"])
     counter("promises_submitted_total", "Promises submitted, by executor.",
             [((k,), v["submitted"]) for k, v in data["promises"].items()],
             ["executor"])
@@ -156,6 +163,7 @@ def _task_families(tasks, gauge, counter, histogram):
 _EMPTY = {
     "started": 0, "suspended": 0, "suspended_peak": 0, "requests": {},
     "rejected_requests": 0, "passes": {}, "streams_open": 0, "streams": {},
+    "fragment_pages": {}, "fragments": {},
     "promises": {}, "abandoned": 0, "interrupted": 0, "executors": {},
     "shared": {"executions": 0, "joined": 0, "cache_hits": 0}, "durations": {},
     "tasks": {"queues": {}, "unreachable": None, "consumers": [],

@@ -109,6 +109,17 @@ class IRequestFutures(Interface):
     unavailable = Attribute(
         "None, or the reason the next pass must be a 503 instead (set when "
         "a graceful shutdown refuses the suspended request)")
+    fragments = Attribute(
+        "key -> Fragment (core.fragments) submitted by the current pass")
+    held = Attribute(
+        "key -> Promise of the fragments whose holes the page will fill "
+        "once it is committed (a one-pass page)")
+    progressive = Attribute(
+        "True or False when the page asked for (no) progressive delivery; "
+        "None: the site's setting")
+    mixed = Attribute(
+        "Keys of fragments that ran in a round with ordinary promises (so "
+        "the page took another pass)")
 
     def begin_pass():
         """A pass starts (or is retried): forget what was submitted."""
@@ -116,6 +127,13 @@ class IRequestFutures(Interface):
     def take_pending():
         """Hand this pass's promises (key -> Promise) to a round; counts
         the round."""
+
+    def only_fragments():
+        """True if the current pass submitted promises, all fragments'."""
+
+    def hold_fragments():
+        """Move the current pass's promises (all fragments') to ``held``;
+        returns them."""
 
     def record(outcomes):
         """Store a finished round's outcomes (key -> Outcome)."""
@@ -146,6 +164,39 @@ class IDetachedJob(Interface):
         """The server is stopping: end the job so that the client gets a
         503 with Retry-After instead of its response (unless the response
         has started, which then ends with the process). Any thread."""
+
+
+class IHandedOff(Interface):
+    """A response body the server takes over from the worker
+    (``StreamHandoff``) and writes with a stream job: an
+    ``AsyncWorkerStreamIterator``, or a one-pass page filling its
+    fragments' holes. Called by the job, from the threads it runs on."""
+
+    name = Attribute("What the logs call it")
+    deadline = Attribute(
+        "Seconds from the hand-off to a 504 when ``start_work``'s future "
+        "is not done; None: the ``timeout`` setting")
+
+    def start_work(runtime):
+        """Start computing the body; return a ``concurrent.futures.Future``
+        whose result ``prepare`` turns into the response. Never blocks."""
+
+    def stop_work(runtime, future):
+        """The client is gone, the deadline passed or the server refuses:
+        drop or stop what ``start_work`` started. ``future`` may be None."""
+
+    def prepare(result, view_status, view_headers):
+        """``start_work``'s result as a ``core.body.Prepared``."""
+
+    def fallback(reason):
+        """What to send instead when the job is refused (a bound, the
+        shutdown) or late (``deadline``), as a result for ``prepare``; or
+        None for the job's 503 or 504."""
+
+    def finished(runtime, task, outcome, sent, seconds):
+        """The response is over (``outcome`` as the stream metrics count
+        it, ``sent`` body bytes): count it and write the request's log
+        line."""
 
 
 class IBoundedExecutor(Interface):
@@ -194,6 +245,9 @@ class INamedPromise(Interface):
     executor = Attribute("The executor it runs on (None: the default)")
     shared = Attribute("Whether concurrent requests share one execution")
     ttl = Attribute("Seconds a shared result is kept")
+    renderer = Attribute(
+        "None, or the function that turns its result into HTML (then "
+        "templates may submit it as a fragment)")
 
 
 # Background tasks (collective.futures.tasks)

@@ -74,7 +74,8 @@ def run(promise):
             return promise()
     except Exception:
         logger.exception(
-            "promise %r (%s) raised; result() will raise it in the next pass",
+            "promise %r (%s) raised; result() raises it in the next pass (a "
+            "fragment gets its fallback)",
             promise.key, promise.name)
         raise
 
@@ -93,7 +94,8 @@ async def run_async(promise):
         raise
     except Exception:
         logger.exception(
-            "promise %r (%s) raised; result() will raise it in the next pass",
+            "promise %r (%s) raised; result() raises it in the next pass (a "
+            "fragment gets its fallback)",
             promise.key, promise.name)
         raise
 

@@ -87,6 +87,13 @@ _TRUE = {"on", "true", "yes", "1"}
 _FALSE = {"off", "false", "no", "0"}
 
 
+def _markup(value):
+    text = str(value)
+    if len(text) > 10000:
+        raise ValueError("must be at most 10000 characters of HTML")
+    return text
+
+
 def _boolean(value):
     if isinstance(value, bool):
         return value
@@ -223,6 +230,21 @@ OPTIONS = (
         "Threads that iterate the synchronous output of streams (a "
         "generator, a file), a stream holding one only while its output "
         "computes the next chunk; ``fn`` itself runs on its executor.",
+    ),
+    Option(
+        "fragments_progressive", _boolean, False,
+        "Send a page whose slow parts are all fragments at once, with its "
+        "holes, and each fragment after it in the same response as its "
+        "result arrives (a line of inline script puts it in place). "
+        "A page may ask for it, or refuse it, with "
+        "``futures.progressive()``. Off: the page is sent once its holes "
+        "are filled.",
+    ),
+    Option(
+        "fragment_fallback", _markup, "",
+        "The HTML a fragment's hole gets when its promise failed or timed "
+        "out without an ``on_error`` value, or its renderer failed "
+        "(inserted as it is: trusted configuration). Default: nothing.",
     ),
     Option(
         "max_suspended", _positive_int, 1000,

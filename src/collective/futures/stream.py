@@ -23,9 +23,10 @@ from ZPublisher.Iterators import IUnboundStreamIterator
 
 from .api import make_promise
 from .core.body import StreamResult, error_prepared, prepare
+from .core.printable import printable
 from .core.promise import NO_FALLBACK
 from .executors.asyncio import AsyncioExecutor
-from .interfaces import HANDOFF_KEY, SUSPEND_KEY, StreamHandoff
+from .interfaces import HANDOFF_KEY, SUSPEND_KEY, IHandedOff, StreamHandoff
 from .runtime import get_runtime
 from .sandbox import promise_context
 
@@ -33,6 +34,7 @@ from .sandbox import promise_context
 __all__ = ["AsyncWorkerStreamIterator", "StreamResult"]
 
 logger = logging.getLogger("collective.futures")
+request_log = logging.getLogger("collective.futures.requests")
 
 def _loop():
     executor = get_runtime().executor_for("asyncio")
@@ -71,7 +73,7 @@ def _synchronous(prepared):
     return prepared
 
 
-@implementer(IUnboundStreamIterator)
+@implementer(IUnboundStreamIterator, IHandedOff)
 class AsyncWorkerStreamIterator:
     """Return this from a view to run ``fn(*args, **kwargs)`` outside the
     Zope worker and stream what it returns to the client.
@@ -136,6 +138,30 @@ class AsyncWorkerStreamIterator:
         """What ``fn`` returned, ready to send (core.body.prepare): a
         handed-off stream pumps asynchronous output on the loop itself."""
         return prepare(result, view_status, view_headers)
+
+    # IHandedOff: what the server's stream job asks of it
+
+    #: Seconds to the 504 (None: the ``timeout`` setting).
+    deadline = None
+
+    def start_work(self, runtime):
+        return runtime.submit(self.promise)
+
+    def fallback(self, reason):
+        """None: a refused or late stream is a 503 or a 504."""
+        return None
+
+    def stop_work(self, runtime, future):
+        """Drop fn if it has not started; stop it if its executor can."""
+        if future is not None and not future.cancel() and not future.done():
+            runtime.interrupt(self.promise, future)
+
+    def finished(self, runtime, task, outcome, sent, seconds):
+        runtime.metrics.stream_done(outcome)
+        request_log.info(
+            "%s %s: stream %s %s: %s, %d bytes in %.3fs",
+            printable(task.request.command), printable(task.request.path),
+            self.name, self.promise.executor, outcome, sent, seconds)
 
     # Worker thread, at IPubBeforeCommit
 

@@ -60,6 +60,8 @@ class Metrics:
         self.passes = collections.Counter()             # passes -> requests
         self.requests = collections.Counter()           # outcome -> requests
         self.streams = collections.Counter()            # outcome -> streams
+        self.fragment_pages = collections.Counter()     # delivery -> pages
+        self.fragments = collections.Counter()          # outcome -> fragments
         self.rejected_requests = 0
         self.suspended = 0
         self.suspended_peak = 0
@@ -102,6 +104,18 @@ class Metrics:
         with self._lock:
             self.streams[outcome] += 1
 
+    def fragment_page_done(self, delivery):
+        """A page rendered in one pass whose holes were then filled:
+        ``delivery`` is ``filled``, ``progressive`` or ``waited``."""
+        with self._lock:
+            self.fragment_pages[delivery] += 1
+
+    def fragments_done(self, outcomes):
+        """How fragments ended (core.fragments.FRAGMENT_OUTCOMES)."""
+        with self._lock:
+            for outcome in outcomes:
+                self.fragments[outcome] += 1
+
     def request_rejected(self):
         with self._lock:
             self.rejected_requests += 1
@@ -124,6 +138,8 @@ class Metrics:
                 "rejected_requests": self.rejected_requests,
                 "passes": {str(k): v for k, v in sorted(self.passes.items())},
                 "streams": dict(self.streams),
+                "fragment_pages": dict(self.fragment_pages),
+                "fragments": dict(self.fragments),
                 "promises": {
                     name: {"submitted": submitted.get(name, 0),
                            **outcomes.get(name, dict.fromkeys(OUTCOMES, 0))}

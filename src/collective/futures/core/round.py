@@ -35,12 +35,21 @@ class Round:
     ``on_done(outcomes)`` receives key -> :class:`Outcome` exactly once.
     ``interrupt(promise, future)`` stops running work where the executor
     can (processes); ``metrics`` (see metrics.Metrics) is told what
-    happened to each promise.
+    happened to each promise. ``on_settled(key, outcome)``, when given, is
+    called once for each promise as it settles (a fragment is filled as
+    soon as its own result is in), outside the lock, on the settling
+    thread; a promise settled by one thread may be announced after the
+    round's last one made another thread call ``on_done``.
     """
 
     def __init__(self, promises, submit, schedule, deadline, timeout,
-                 on_done=None, interrupt=None, metrics=None, clock=time.monotonic):
+                 on_done=None, interrupt=None, metrics=None, clock=time.monotonic,
+                 on_settled=None, degrade=False):
         self.promises = dict(promises)
+        #: A full executor fails only the promise it refused (a fragment
+        #: falls back) instead of refusing the request (a 503).
+        self.degrade = degrade
+        self.on_settled = on_settled
         self.submit = submit
         self.interrupt = interrupt
         self.metrics = metrics
@@ -87,7 +96,8 @@ class Round:
             try:
                 future = self.submit(promise)
             except Exception as exc:  # executor full, shut down, refusing
-                if isinstance(exc, ExecutorFullError) and promise.on_error is NO_FALLBACK:
+                if (isinstance(exc, ExecutorFullError) and not self.degrade
+                        and promise.on_error is NO_FALLBACK):
                     full = (f"the {promise.executor or 'default'} executor's queue "
                             f"is full (max_queue)")
                     with self._lock:
@@ -154,6 +164,7 @@ class Round:
                 return
             self.outcomes[key] = outcome = self._stamp(key, outcome)
             complete = len(self.outcomes) == len(self.promises)
+        self._announce([(key, outcome)])
         if complete:
             self._finish()
 
@@ -162,7 +173,7 @@ class Round:
         queued work is dropped, asyncio tasks are cancelled, processes are
         stopped, thread work is abandoned (and counted). ``refusal`` is
         recorded if, and only if, a promise was still unsettled."""
-        unsettled = []
+        unsettled, settled = [], []
         with self._lock:
             if self._finished:
                 return
@@ -171,7 +182,9 @@ class Round:
             for key, promise in self.promises.items():
                 if key in self.outcomes:
                     continue
-                self.outcomes[key] = self._stamp(key, Outcome(error=make_error(key)))
+                self.outcomes[key] = outcome = self._stamp(
+                    key, Outcome(error=make_error(key)))
+                settled.append((key, outcome))
                 future = self._futures.get(key)
                 if future is not None and not promise.shared:
                     unsettled.append((promise, future))
@@ -192,7 +205,17 @@ class Round:
         self.interrupted += interrupted
         if self.metrics is not None:
             self.metrics.work_stopped(abandoned, interrupted)
+        self._announce(settled)
         self._finish()
+
+    def _announce(self, settled):
+        if self.on_settled is None:
+            return
+        for key, outcome in settled:
+            try:
+                self.on_settled(key, outcome)
+            except Exception:
+                logger.exception("round callback for promise %r failed", key)
 
     def expire(self):
         """The deadline passed: unfinished promises time out."""

@@ -270,15 +270,16 @@ class Runtime:
 
     # rounds
 
-    def make_round(self, promises, on_done=None):
+    def make_round(self, promises, on_done=None, on_settled=None, degrade=False):
         """A Round for ``promises``, not started; its deadline is
-        ``timeout`` seconds from now."""
+        ``timeout`` seconds from now (see Round for the callbacks and
+        ``degrade``)."""
         timeout = self.settings.timeout
         return Round(
             promises, self.submit, self.deadlines.call_at,
             deadline=self.clock() + timeout, timeout=timeout,
             on_done=on_done, interrupt=self.interrupt, metrics=self.metrics,
-            clock=self.clock,
+            clock=self.clock, on_settled=on_settled, degrade=degrade,
         )
 
     def start_round(self, promises, on_done=None):

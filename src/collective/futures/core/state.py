@@ -29,6 +29,17 @@ class RequestFutures:
         self.started = time.monotonic()
         #: Set (to a reason) when the next pass must be a 503 instead.
         self.unavailable = None
+        #: key -> core.fragments.Fragment submitted by this pass.
+        self.fragments = {}
+        #: The fragments' promises (key -> Promise) held for filling the
+        #: holes of this pass's page, once it is committed (one pass).
+        self.held = {}
+        #: Progressive delivery asked for by the page: True, False, or None
+        #: (the site's ``fragments_progressive``).
+        self.progressive = None
+        #: Fragments that ran as ordinary promises, in a round with others
+        #: (the page took another pass): their keys.
+        self.mixed = set()
 
     @property
     def passes(self):
@@ -38,12 +49,27 @@ class RequestFutures:
     def begin_pass(self):
         """A pass starts (or is retried): forget what was submitted before."""
         self.pending.clear()
+        self.fragments.clear()
+        self.held.clear()
 
     def take_pending(self):
         """Hand this pass's promises to a round; counts the round."""
         promises, self.pending = self.pending, {}
+        self.mixed.update(key for key in promises if key in self.fragments)
         self.rounds += 1
         return promises
+
+    def only_fragments(self):
+        """True if this pass submitted promises and every one of them is
+        a fragment's: the page needs no other pass."""
+        return bool(self.pending) and all(
+            key in self.fragments for key in self.pending)
+
+    def hold_fragments(self):
+        """Keep this pass's promises (all fragments') for filling the
+        page's holes after the commit; none are pending any more."""
+        self.held, self.pending = self.pending, {}
+        return self.held
 
     def record(self, outcomes):
         """Store a finished round's outcomes (key -> :class:`Outcome`)."""

@@ -42,7 +42,6 @@ from .internals import ClientDisconnected
 
 
 logger = logging.getLogger("collective.futures")
-request_log = logging.getLogger("collective.futures.requests")
 
 #: Seconds the generator of an async output gets to close.
 ACLOSE_TIMEOUT = 5.0
@@ -55,7 +54,11 @@ class StreamStalled(Exception):
 @implementer(IDetachedJob)
 class StreamJob:
     """See IDetachedJob: the job of a handed-off stream. ``on_done(job)``
-    is called once, when the response is written, refused or abandoned."""
+    is called once, when the response is written, refused or abandoned.
+
+    ``stream`` is what the view's response body handed over (IHandedOff):
+    an ``AsyncWorkerStreamIterator``, or a page filling its fragments'
+    holes (``collective.futures.fragments``)."""
 
     def __init__(self, channel, task, stream, on_done, runtime=None):
         self.channel = channel
@@ -63,7 +66,9 @@ class StreamJob:
         self.stream = stream
         self.on_done = on_done
         self.runtime = runtime = runtime or get_runtime()
-        self.timeout = runtime.settings.timeout
+        # A stream may need longer than its fn's timeout before its first
+        # byte (a page filling its holes allows their renderers a grace).
+        self.timeout = getattr(stream, "deadline", None) or runtime.settings.timeout
         self.deadlines = runtime.deadlines
         self.clock = runtime.clock
         # Guards state, the completion and parking: the pump, the main
@@ -93,7 +98,7 @@ class StreamJob:
         self._admitted = True
         self._timer = self.deadlines.call_later(self.timeout, self._expire)
         try:
-            future = self.runtime.submit(self.stream.promise)
+            future = self.stream.start_work(self.runtime)
         except Exception as exc:  # its executor's queue is full, or shut down
             return self._refused_at_start(str(exc))
         with self._lock:
@@ -105,9 +110,7 @@ class StreamJob:
         return self
 
     def _refused_at_start(self, reason):
-        logger.warning("stream %s refused with a 503: %s",
-                       self.stream.name, printable(reason))
-        self.refuse(reason)
+        self.refuse(reason, log=True)
         return self
 
     def cancel(self, reason="cancelled"):
@@ -124,6 +127,9 @@ class StreamJob:
                 wake = None
                 self.state = "cancelled"
         if wake is not None:
+            # What still computes the output stops now (a page's fragments
+            # not in yet), so that the pump ends at once.
+            self.stream.stop_work(self.runtime, None)
             if wake:
                 self._schedule()
             return
@@ -132,7 +138,7 @@ class StreamJob:
         self.task.close_on_finish = True
         self._complete()
 
-    def refuse(self, reason):
+    def refuse(self, reason, log=False):
         """503 (with Retry-After) if nothing was sent yet: the server is
         stopping, or a bound is reached."""
         with self._lock:
@@ -141,7 +147,12 @@ class StreamJob:
             self.state = "refused"
         self.refusal = reason
         self._stop_fn()
-        self._send_error(unavailable(reason, self.runtime.settings.retry_after))
+        prepared, answer = self._instead(
+            reason, unavailable(reason, self.runtime.settings.retry_after), "a 503")
+        if log:
+            logger.warning("stream %s refused with %s: %s", self.stream.name,
+                           answer, printable(reason))
+        self._send_error(prepared)
 
     def _expire(self):
         """Deadline thread: fn was not done within timeout."""
@@ -150,15 +161,31 @@ class StreamJob:
                 return
             self.state = "timed out"
         self._stop_fn()
-        logger.error("stream %s produced nothing within %g s: 504",
-                     self.stream.name, self.timeout)
-        self._send_error(error_prepared(504, "Gateway Timeout"))
+        prepared, answer = self._instead(
+            f"not done within {self.timeout:g} s",
+            error_prepared(504, "Gateway Timeout"), "504")
+        logger.error("stream %s produced nothing within %g s: %s",
+                     self.stream.name, self.timeout, answer)
+        self._send_error(prepared)
+
+    def _instead(self, reason, prepared, label):
+        """``(prepared, label)`` for a refused or late stream: what the
+        stream gives instead (a page of fragments, committed already: its
+        holes filled with their fallbacks), else ``prepared`` (the 503 or
+        504 ``label`` names)."""
+        try:
+            fallback = self.stream.fallback(reason)
+            if fallback is not None:
+                return self.stream.prepare(
+                    fallback, self.task.status,
+                    list(self.task.response_headers)), "its fallback"
+        except Exception:
+            logger.exception("the fallback of stream %s failed", self.stream.name)
+        return prepared, label
 
     def _stop_fn(self):
         """Drop fn if it has not started; stop it if its executor can."""
-        future = self._future
-        if future is not None and not future.cancel() and not future.done():
-            self.runtime.interrupt(self.stream.promise, future)
+        self.stream.stop_work(self.runtime, self._future)
 
     # fn's executor (the thread that completes its future)
 
@@ -424,14 +451,13 @@ class StreamJob:
                 timer.cancel()
         if self._admitted:
             self.runtime.close_stream()
-        self.runtime.metrics.stream_done(outcome)
-        task = self.task
-        request_log.info(
-            "%s %s: stream %s %s: %s, %d bytes in %.3fs",
-            printable(task.request.command), printable(task.request.path),
-            self.stream.name,
-            self.stream.promise.executor, outcome, self.sent,
-            time.monotonic() - self.started)
+        try:
+            # The stream counts itself and writes the request's log line.
+            self.stream.finished(self.runtime, self.task, outcome, self.sent,
+                                 time.monotonic() - self.started)
+        except Exception:
+            logger.exception("recording the end of stream %s failed",
+                             self.stream.name)
         # Dropped once done: on_done holds what holds this job, and fn's
         # future keeps its done-callback (this job): cycles only the
         # garbage collector would free.

@@ -33,7 +33,9 @@ KEY_PREFIX = "named:"
 class NamedPromise:
     """See INamedPromise."""
 
-    def __init__(self, name, fn, permission, executor=None, shared=False, ttl=None):
+    def __init__(self, name, fn, permission, executor=None, shared=False, ttl=None,
+                 renderer=None):
+        self.renderer = renderer
         self.name = name
         self.fn = fn
         self.permission = permission
@@ -141,6 +143,20 @@ class TemplateFutures:
         # identity the options carry (never through the key).
         return api.resultOrSubmit(KEY_PREFIX + str(key), placeholder,
                                   self._options(named, args, kwargs), *args, **kwargs)
+
+    def fragment(self, key, name, *args, **kwargs):
+        """Submit the promise registered as ``name`` (with a ``renderer``)
+        as a fragment for ``key``; returns the HTML for its place (a
+        placeholder until its result is in: insert it with
+        ``structure``)."""
+        named = _named(self.context, name)
+        if named.renderer is None:
+            raise Unauthorized(
+                f"@@futures: promise {name!r} has no renderer: register it "
+                f"with renderer=\"...\" to use it as a fragment")
+        _plain(name, args, kwargs)
+        return api.fragment(KEY_PREFIX + str(key), named.renderer,
+                            self._options(named, args, kwargs), *args, **kwargs)
 
     @staticmethod
     def _options(named, args, kwargs):

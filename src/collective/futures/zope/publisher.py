@@ -25,6 +25,11 @@ becomes the 503 and its transaction is doomed (``_answer_unavailable``).
 The same ``zope.event`` hook sees the last pass's
 ``IPubSuccess``/``IPubFailure`` and writes the request's log line.
 A pass whose response is an ``AsyncWorkerStreamIterator`` binds it there.
+
+A pass whose promises are all fragments' (``futures.fragment``) does not
+end there: its promises are held, the pass goes on through the transform
+chain and commits, and at ``IPubSuccess`` its page's holes are filled
+(``fragments.py``), which writes the request's log line once they are.
 """
 
 import logging
@@ -44,6 +49,7 @@ from ..exceptions import ReplayImpossibleError, TooManyPassesError
 from ..interfaces import (
     STATE_ATTRIBUTE, STATE_KEY, SUSPEND_KEY, RefuseRequest, SuspendRequest)
 from ..runtime import get_runtime
+from ..fragments import fill_page
 from ..stream import AsyncWorkerStreamIterator
 from .replay import make_body_replayable
 
@@ -97,12 +103,25 @@ def pass_started(event):
 
 def _end_pass(event):
     if not IPubBeforeCommit.providedBy(event):
+        if IPubSuccess.providedBy(event):
+            state = getattr(event.request, STATE_ATTRIBUTE, None)
+            if state is not None and state.held:
+                # A page whose promises were all fragments, committed and
+                # themed: its holes are filled now (fragments.py), and it
+                # writes the request's log line when they are.
+                fill_page(event.request, state)
+                return
         if IPubSuccess.providedBy(event) or (
                 IPubFailure.providedBy(event) and not event.retry):
             _request_done(event)
         return
     request = event.request
     state = getattr(request, STATE_ATTRIBUTE, None)
+    if state is not None and state.only_fragments():
+        # Every promise of this pass is a fragment's: this pass is the only
+        # one. It goes on through the transforms and commits; its holes are
+        # filled at IPubSuccess.
+        state.hold_fragments()
     if state is None or not state.pending:
         body = getattr(request.response, "body", None)
         if isinstance(body, AsyncWorkerStreamIterator):
@@ -177,13 +196,19 @@ def _request_done(event):
     else:
         outcome = event.exc_info[0].__name__
     get_runtime().metrics.request_done(state.passes, outcome)
+    mixed = ""
+    if state.mixed:
+        # Fragments that could not fill holes: the page had ordinary
+        # promises too, so it was rendered again (the operator's cue).
+        mixed = (f"; fragments rendered in a later pass, as the page mixes "
+                 f"them with promises: {', '.join(sorted(state.mixed))}")
     # The path and the keys come from the client: escaped, one line.
     request_log.info(
-        "%s %s: %s after %d passes in %.3fs; promises: %s",
+        "%s %s: %s after %d passes in %.3fs; promises: %s%s",
         printable(request.get("REQUEST_METHOD")),
         printable(request.get("PATH_INFO")), outcome,
         state.passes, time.monotonic() - state.started,
-        printable(state.summary(), limit=4000))
+        printable(state.summary(), limit=4000), printable(mixed, limit=2000))
 
 
 def _suspend(request, state):

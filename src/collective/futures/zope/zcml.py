@@ -22,18 +22,25 @@ class IPromiseDirective(Interface):
     shared = Bool(title="Shared between concurrent requests", required=False,
                   default=False)
     ttl = Float(title="Seconds a shared result is kept", required=False)
+    renderer = GlobalObject(
+        title="The renderer",
+        description="A function turning the result into HTML: templates may "
+                    "then submit the promise as a fragment", required=False)
 
 
 def promise(_context, name, handler, permission, executor=None, shared=False,
-            ttl=None):
+            ttl=None, renderer=None):
     if not callable(handler):
         raise TypeError(f"<futures:promise name={name!r}>: handler is not callable")
+    if renderer is not None and not callable(renderer):
+        raise TypeError(f"<futures:promise name={name!r}>: renderer is not callable")
     if ttl is not None and not shared:
         raise ValueError(f"<futures:promise name={name!r}>: ttl needs shared=\"true\"")
     if executor is not None and executor not in BUILTIN_EXECUTORS and "." in executor:
         raise ValueError(f"<futures:promise name={name!r}>: bad executor {executor!r}")
     utility(_context, provides=INamedPromise, name=name,
-            component=NamedPromise(name, handler, permission, executor, shared, ttl))
+            component=NamedPromise(name, handler, permission, executor, shared, ttl,
+                                   renderer))
 
 
 class IPeriodicDirective(Interface):
