@@ -43,6 +43,7 @@ sys.path[:0] = [str(HERE), str(ROOT / "tests")]
 
 import common  # noqa: E402
 import executors  # noqa: E402
+import fragments_plone  # noqa: E402
 import loadgen  # noqa: E402
 import overhead  # noqa: E402
 import soak  # noqa: E402
@@ -105,6 +106,43 @@ SERVER_EXTRA = "connection_limit = 4000\nbacklog = 4096\nasyncore_use_poll = tru
 #: The other benchmarks whose figures the README publishes: report key ->
 #: (module with run(), the full run's parameters (the README's), --quick's
 #: (CI's smoke runs)).
+class InPlone:
+    """A benchmark that runs in the Plone environment (``.venv-plone``, whose
+    interpreter ``FUTURES_PLONE_PYTHON`` names; scripts/bench makes it), as a
+    program writing its report to a JSON file."""
+
+    def __init__(self, module):
+        self.module = module
+        self.summary = module.summary
+
+    def run(self, **parameters):
+        import os
+        python = os.environ.get("FUTURES_PLONE_PYTHON",
+                                str(ROOT / ".venv-plone/bin/python"))
+        with tempfile.TemporaryDirectory() as tmp:
+            out = pathlib.Path(tmp) / "report.json"
+            command = [python, str(HERE / f"{self.module.__name__}.py"),
+                       "--json", str(out)]
+            for name, value in parameters.items():
+                command += [f"--{name}", str(value)]
+            try:
+                done = subprocess.run(command, capture_output=True, text=True,
+                                      timeout=1800)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise common.BenchmarkFailed(
+                    {"failures": [f"{type(exc).__name__}: {exc}"]}) from exc
+            if not out.exists():
+                raise common.BenchmarkFailed({"failures": [
+                    f"{python} exited with {done.returncode} and no report: "
+                    f"{(done.stdout + done.stderr)[-2000:]}"]})
+            report = json.loads(out.read_text())
+        if done.returncode and not report.get("failures"):
+            report["failures"] = [f"exit status {done.returncode}"]
+        if report.get("failures"):
+            raise common.BenchmarkFailed(report)
+        return report
+
+
 OTHERS = {
     "slow_requests": (slow_requests, dict(n=20, delay=1.0, threads=2),
                       dict(n=4, delay=0.2)),
@@ -116,6 +154,9 @@ OTHERS = {
               dict(n=100, sparse=10, flood_tasks=1000, seconds=1.0)),
     "tasks_redis": (tasks_redis, dict(n=1000, sparse=100),
                     dict(n=50, sparse=5, consumers=(1, 2))),
+    "fragments_plone": (InPlone(fragments_plone),
+                        dict(n=200, reps=3, visitors=20, delay=1.0, tries=3),
+                        dict(n=20, reps=1, visitors=4, delay=0.5, tries=1)),
 }
 
 

@@ -48,7 +48,7 @@ fails the build (it runs with -W); the page would show the role's source
 marked as an error, never a stand-in figure. The one exception is
 ``bench-requires``: a report written before the suite measured a part
 (``LATER``: the commit, the failures, slow_requests, stream_memory,
-executors, scale, soak, overhead, tasks, tasks_redis) has no key for it at all, and the block then shows a note,
+executors, scale, soak, overhead, tasks, tasks_redis, fragments_plone) has no key for it at all, and the block then shows a note,
 "Measured in the next full run", instead of its content. It only accepts
 those keys, and only the top-level key's absence counts: a wrong path
 inside a key that is there is an error as anywhere else.
@@ -87,7 +87,7 @@ FigureError = figures.FigureError
 #: Top-level keys written only by the suite since it also runs the other
 #: benchmarks and records the commit: an older report lacks them.
 LATER = ("commit", "failures", "slow_requests", "stream_memory", "executors",
-         "scale", "soak", "overhead", "tasks", "tasks_redis")
+         "scale", "soak", "overhead", "tasks", "tasks_redis", "fragments_plone")
 
 #: The suite's summary table: (heading, key under results/<config>/<C>, FMT).
 SUMMARY_COLUMNS = [
