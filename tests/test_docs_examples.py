@@ -72,6 +72,10 @@ RUN_BY = {
     # docs/plone.rst: the Plone suite (a real Plone site), tests_plone/
     # test_plone.py::test_a_viewlet_whose_upstream_fails_degrades_its_part_only
     "news-viewlet-on-error": "tests_plone/futures_plone_app/views.py",
+    # docs/fragments.rst: the Plone suite, tests_plone/test_plone_fragments.py
+    # (the viewlet and the portlet on a real Plone site's front page).
+    "fragment-viewlet": "tests_plone/futures_plone_app/views.py",
+    "fragment-portlet": "tests_plone/futures_plone_app/views.py",
     # docs/tasks.rst: tests/test_functional_tasks.py (a real Zope, its
     # own consumer), the test app's views running the snippet.
     "taskqueue-example": "tests/futures_testapp/views.py",
@@ -103,6 +107,11 @@ DOCTESTS_RUN_BY = "./scripts/docs"
 #: (an included file's: its path), each with the reason. One entry covers
 #: every block of the page with that first line.
 FRAGMENTS = {
+    ("docs/fragments.rst", "GET /Plone: 200 in one pass, 1 fragment(s) filled in "
+     "0.302s, 48213 bytes (complete); fragments: weather [threads] 0.300s rendered"):
+        "a log line, not code: tests/test_fragments.py::"
+        "test_the_manual_s_log_line_is_the_one_written checks its shape against "
+        "the lines a real Zope writes",
     ("docs/tasks.rst", "task_periodic.nightly-report  0 4 * * *  /Plone/@@nightly-report"):
         "zope.conf lines, not code: test_the_periodic_tasks_lines_of_the_manual_are_valid "
         "(below) reads them with Settings.from_mapping, and tests/"

@@ -60,6 +60,10 @@ FRAGMENTS = {
     'futures.submit("report", futures.promise(render_pdf, executor="processes"),':
         "one call, not a program: render_pdf and data are the reader's; "
         "the processes executor is run by tests/test_functional_executors.py",
+    "class WeatherViewlet(ViewletBase):":
+        "an excerpt of docs/fragments.rst's snippet fragment-viewlet, which "
+        "the Plone suite runs (tests_plone/test_plone_fragments.py); "
+        "test_the_fragment_excerpt_is_the_manual_s_code keeps it so",
 }
 
 
@@ -110,6 +114,19 @@ def test_every_readme_block_is_a_snippet_or_a_listed_fragment():
     assert unaccounted(README, FRAGMENTS) == []
     # A fragment that is no longer in the README is dropped from the list.
     assert set(FRAGMENTS) <= {first for first, _, _ in blocks}
+
+
+def test_the_fragment_excerpt_is_the_manual_s_code():
+    excerpt = [block for block in README.split(".. code:: python")
+               if block.lstrip().startswith("class WeatherViewlet(ViewletBase):")]
+    assert len(excerpt) == 1
+    lines = [line.strip() for line in excerpt[0].split("\n\n``")[0].splitlines()
+             if line.strip()]
+    manual = {line.strip() for line in snippet("docs/fragments.rst",
+                                               "fragment-viewlet").splitlines()}
+    assert len(lines) == 5 and set(lines) <= manual, lines
+    # Positive control: a line the manual does not have is noticed.
+    assert "return futures.fragment(weather)" not in manual
 
 
 def test_every_snippet_of_the_readme_is_run_by_a_test():
