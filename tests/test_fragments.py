@@ -11,6 +11,7 @@ import pytest
 
 from conftest import wait_for
 from rawhttp import read_until
+from test_demo_browser import chromium  # noqa: F401 - the fixture
 
 
 pytestmark = pytest.mark.functional
@@ -343,3 +344,24 @@ def test_without_suspension_a_renderer_raising_system_exit_fails_its_hole(make_z
     zope = make_zope(product_config={"suspend": "off"})
     status, body = zope.get("/@@fragment-page?delay=0&render=exit")
     assert status == 200 and slot(body) == ""
+
+
+def test_a_real_browser_moves_each_progressive_fragment_into_its_hole(zope, chromium, tmp_path):
+    """Headless Chromium loads a progressive page and runs its script: the
+    DOM it ends with has each fragment in its place, no hole and no
+    template left."""
+    import subprocess
+    url = (f"{zope.url}/@@fragment-page?delay=0.5&progressive=1&n=2&render=text"
+           f"&text=%3Cb%3Elate%3C/b%3E")
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+         f"--user-data-dir={tmp_path}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=60)
+    dom = done.stdout
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '<div id="slot0">text: &lt;b&gt;late&lt;/b&gt;</div>' in dom, dom
+    assert '<div id="slot1">text: &lt;b&gt;late&lt;/b&gt;</div>' in dom, dom
+    assert "<span data-futures-fragment" not in dom and "<template" not in dom
+    # The control: the same page as sent, before any script ran, has both.
+    status, _, sent = zope.request(url.replace(zope.url, ""))
+    assert b"<span data-futures-fragment" in sent and b"<template" in sent
