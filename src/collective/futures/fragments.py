@@ -190,8 +190,9 @@ class FragmentPage:
         self.body = body
         self.charset = charset
         self.default = settings.fragment_fallback
-        #: Seconds from the hand-off to a 504: the promises' timeout, and
-        #: a grace for the renderers.
+        #: Seconds from the hand-off until the holes not filled yet get
+        #: their fallbacks: the promises' timeout, and a grace for the
+        #: renderers.
         self.deadline = settings.timeout + GRACE
         self.split = None            # (head, tail) for progressive delivery
         self.handoff_frame = None
